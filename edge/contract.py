@@ -1,0 +1,201 @@
+"""The data contract shared by every stage: class names, input size, and how a file
+becomes the model's input array.
+
+Trainer, convert, edge and benchmarks all call `load_scan`, so the pixels a model is trained
+on are exactly the pixels the device feeds it. Only numpy and Pillow are needed here
+(pydicom for DICOM files, an optional extra); never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+CLASS_NAMES: tuple[str, ...] = ("Covid", "Normal", "Viral Pneumonia")
+INPUT_SIZE: int = 512  # the reference network's side; an architecture may declare another
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
+)
+# Refuse anything larger before decoding it fully; below Pillow's own bomb warning (89 MP).
+MAX_PIXELS = 8192 * 8192
+# Bilinear with Pillow's support scaling is antialiased when shrinking, so a 4000 px scan
+# and a 640 px re-encoding of it give nearly the same input. (The reference notebook used
+# Keras' default nearest-neighbour resize, which aliases on large scans.)
+RESAMPLE = Image.Resampling.BILINEAR
+CONTRACT_VERSION = 1
+
+_DICOM_MAGIC_OFFSET = 128
+
+
+class ScanError(ValueError):
+    """A file that cannot be turned into a model input; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """What the contract promises a model: a square grayscale uint8 image of `size` pixels."""
+
+    size: int = INPUT_SIZE
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, 1)
+
+    def to_json(self) -> dict:
+        return {
+            "contract_version": CONTRACT_VERSION,
+            "size": self.size,
+            "channels": 1,
+            "dtype": "uint8",
+            "pixel_range": [0, 255],
+            "grayscale": "ITU-R 601-2 luma (Pillow 'L'); 16-bit and DICOM scaled by real range",
+            "resize": "bilinear, antialiased, aspect ratio not preserved",
+        }
+
+
+def load_scan(path: str | Path, size: int = INPUT_SIZE) -> np.ndarray:
+    """Decode `path` into the model input: uint8 array of shape (size, size, 1), raw 0-255."""
+    return resize_gray(read_grayscale(path), size)
+
+
+def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 2-D uint8 grayscale image to (size, size, 1), ignoring aspect ratio."""
+    image = Image.fromarray(gray, mode="L")
+    if image.size != (size, size):
+        image = image.resize((size, size), RESAMPLE)
+    return np.asarray(image, dtype=np.uint8)[:, :, None]
+
+
+def read_grayscale(path: str | Path) -> np.ndarray:
+    """Decode any supported scan into a 2-D uint8 grayscale array at its own resolution.
+
+    The format is recognised by content, not by extension. Raises ScanError.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    if _is_dicom(head):
+        return _read_dicom(path)
+    return _read_with_pillow(path)
+
+
+def is_image_file(path: Path) -> bool:
+    """True for names a folder scan should pick up (case-insensitive extension)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_DICOM_MAGIC_OFFSET + 4)
+    except IsADirectoryError:
+        raise ScanError("is a directory") from None
+    except FileNotFoundError:
+        raise ScanError("no such file") from None
+    except PermissionError:
+        raise ScanError("permission denied") from None
+    except OSError as error:
+        raise ScanError(f"cannot read: {error.strerror or error}") from None
+    if not head:
+        raise ScanError("empty file")
+    return head
+
+
+def _is_dicom(head: bytes) -> bool:
+    return head[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
+
+
+def _read_with_pillow(path: Path) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixel_limit(image.size)
+                image.load()
+                return _pil_to_gray(ImageOps.exif_transpose(image) or image)
+    except ScanError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ScanError("not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ScanError(f"image larger than the {MAX_PIXELS:,}-pixel limit") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ScanError(f"corrupt or truncated image ({_first_line(error)})") from None
+
+
+def _check_pixel_limit(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise ScanError(
+            f"image of {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit"
+        )
+    if width < 1 or height < 1:
+        raise ScanError("image has no pixels")
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _scale_to_uint8(np.asarray(image.convert("F") if image.mode == "F" else image))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        image = _flatten_alpha(image)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite on black: a scan's transparent margin is background, and background is dark."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _scale_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Map the image's real range (not the dtype's) linearly onto 0-255."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if pixels.ndim == 3:
+        pixels = pixels.mean(axis=2)
+    finite = pixels[np.isfinite(pixels)]
+    if finite.size == 0:
+        raise ScanError("image has no finite pixel values")
+    low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    scaled = (np.nan_to_num(pixels, nan=low) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _read_dicom(path: Path) -> np.ndarray:
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:
+        raise ScanError(
+            "DICOM file, but pydicom is not installed: pip install 'lungcnn[dicom]'"
+        ) from None
+    try:
+        dataset = pydicom.dcmread(path)
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        _check_pixel_limit((columns, rows))
+        pixels = apply_modality_lut(dataset.pixel_array, dataset)
+        pixels = apply_voi_lut(pixels, dataset)
+    except ScanError:
+        raise
+    except Exception as error:  # pydicom raises many types for bad files
+        raise ScanError(f"unreadable DICOM ({_first_line(error)})") from None
+    if pixels.ndim == 3 and getattr(dataset, "SamplesPerPixel", 1) == 1:
+        pixels = pixels[0]  # multi-frame: the first frame
+    gray = _scale_to_uint8(pixels)
+    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        gray = 255 - gray
+    return gray
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,33 @@
+"""`lungcnn`: the workbench command that mounts each stage's own command.
+
+    lungcnn train   -> trainer.cli      (python -m trainer)
+    lungcnn data    -> trainer.datacheck
+    lungcnn convert -> convert.cli      (python -m convert)
+    lungcnn bench   -> benchmarks.cli   (python -m benchmarks)
+
+Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from benchmarks.cli import bench_command
+from convert.cli import convert_command
+from trainer.cli import train_command
+from trainer.datacheck import data_app
+
+app = typer.Typer(
+    help="lungcnn workbench: train, check data, convert to TFLite and benchmark. "
+    "Not a medical device: do not use for diagnosis without a clinical study.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("train")(train_command)
+app.command("convert")(convert_command)
+app.command("bench")(bench_command)
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:
+    app()
