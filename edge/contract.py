@@ -20,6 +20,9 @@ INPUT_SIZE: int = 512  # the reference network's side; an architecture may decla
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
 )
+# What Pillow may decode (by content); the rest (EPS via Ghostscript, PSD, ...) is refused.
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+SUPPORTED_FORMATS = "PNG, JPEG, BMP, TIFF, WebP or DICOM"
 # Refuse anything larger before decoding it fully; below Pillow's own bomb warning (89 MP).
 MAX_PIXELS = 8192 * 8192
 # Bilinear with Pillow's support scaling is antialiased when shrinking, so a 4000 px scan
@@ -87,6 +90,14 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def is_dicom_file(path: Path) -> bool:
+    """True if `path` starts like a DICOM file (DICOM folders often have no extensions)."""
+    try:
+        return _is_dicom(_read_head(path))
+    except ScanError:
+        return False
+
+
 def _read_head(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
@@ -111,19 +122,22 @@ def _is_dicom(head: bytes) -> bool:
 def _read_with_pillow(path: Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. corrupt EXIF: the decode below still decides
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=PILLOW_FORMATS) as image:
                 _check_pixel_limit(image.size)
                 image.load()
                 return _pil_to_gray(ImageOps.exif_transpose(image) or image)
     except ScanError:
         raise
     except Image.UnidentifiedImageError:
-        raise ScanError("not a recognised image format") from None
+        raise ScanError(f"not a supported image format ({SUPPORTED_FORMATS})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ScanError(f"image larger than the {MAX_PIXELS:,}-pixel limit") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ScanError(f"corrupt or truncated image ({_first_line(error)})") from None
+    except PermissionError:
+        raise ScanError("permission denied") from None
+    except Exception as error:  # decoders raise many types on bad data (struct.error, ...)
+        raise ScanError(f"corrupt or truncated image ({first_line(error)})") from None
 
 
 def _check_pixel_limit(size: tuple[int, int]) -> None:
@@ -155,15 +169,17 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def _scale_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Map the image's real range (not the dtype's) linearly onto 0-255."""
+def _scale_to_uint8(
+    pixels: np.ndarray, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Map `value_range` (default: the image's real range, not the dtype's) onto 0-255."""
     pixels = np.asarray(pixels, dtype=np.float64)
     if pixels.ndim == 3:
         pixels = pixels.mean(axis=2)
     finite = pixels[np.isfinite(pixels)]
     if finite.size == 0:
         raise ScanError("image has no finite pixel values")
-    low, high = float(finite.min()), float(finite.max())
+    low, high = value_range or (float(finite.min()), float(finite.max()))
     if high <= low:
         return np.zeros(pixels.shape, dtype=np.uint8)
     scaled = (np.nan_to_num(pixels, nan=low) - low) * (255.0 / (high - low))
@@ -173,29 +189,64 @@ def _scale_to_uint8(pixels: np.ndarray) -> np.ndarray:
 def _read_dicom(path: Path) -> np.ndarray:
     try:
         import pydicom
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError:
         raise ScanError(
             "DICOM file, but pydicom is not installed: pip install 'lungcnn[dicom]'"
         ) from None
     try:
-        dataset = pydicom.dcmread(path)
-        rows, columns = int(dataset.Rows), int(dataset.Columns)
-        _check_pixel_limit((columns, rows))
-        pixels = apply_modality_lut(dataset.pixel_array, dataset)
-        pixels = apply_voi_lut(pixels, dataset)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about oddities it can work around
+            return _dicom_to_gray(pydicom.dcmread(path))
     except ScanError:
         raise
     except Exception as error:  # pydicom raises many types for bad files
-        raise ScanError(f"unreadable DICOM ({_first_line(error)})") from None
-    if pixels.ndim == 3 and getattr(dataset, "SamplesPerPixel", 1) == 1:
+        raise ScanError(f"unreadable DICOM ({first_line(error)})") from None
+
+
+def _dicom_to_gray(dataset) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    _check_pixel_limit((columns, rows * frames))
+    pixels = apply_modality_lut(dataset.pixel_array, dataset)
+    if frames > 1:
         pixels = pixels[0]  # multi-frame: the first frame
-    gray = _scale_to_uint8(pixels)
-    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    window_range = _voi_output_range(dataset)
+    if window_range is not None:
+        pixels = apply_voi_lut(pixels, dataset)
+    gray = _scale_to_uint8(pixels, window_range)
+    if str(dataset.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         gray = 255 - gray
     return gray
 
 
-def _first_line(error: BaseException) -> str:
+def _voi_output_range(dataset) -> tuple[float, float] | None:
+    """The output range of the file's VOI LUT or window (None if it has neither).
+
+    A window maps onto the stored bit depth (BitsStored, after rescale slope/intercept), as
+    pydicom's apply_windowing does; that range, not the pixels' extremes, becomes 0-255 so
+    the window the file asks for is the one the model sees.
+    """
+    if dataset.get("VOILUTSequence"):
+        bits = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    if dataset.get("WindowCenter") is None or dataset.get("WindowWidth") is None:
+        return None
+    bits = int(dataset.BitsStored)
+    if dataset.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    if int(dataset.get("PixelRepresentation", 0)) == 0:
+        low, high = 0.0, float(2**bits - 1)
+    else:
+        low, high = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
+    return low, high
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for one-line error reports."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__

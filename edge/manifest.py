@@ -51,8 +51,11 @@ def _check_manifest(path: Path, manifest: dict) -> None:
     names = manifest.get("class_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ManifestError(f"{path}: class_names missing or not a list of strings")
-    size = manifest.get("input", {}).get("size")
-    if not (isinstance(size, int) and size > 0):
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{path}: class_names has duplicates")
+    model_input = manifest.get("input")
+    size = model_input.get("size") if isinstance(model_input, dict) else None
+    if not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
         raise ManifestError(f"{path}: input.size missing or not a positive integer")
 
 
@@ -67,6 +70,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide models from other users
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

@@ -4,6 +4,7 @@
     lungcnn data    -> trainer.datacheck
     lungcnn convert -> convert.cli      (python -m convert)
     lungcnn bench   -> benchmarks.cli   (python -m benchmarks)
+    lungcnn calibrate -> trainer.calibration (confidence calibration, abstention thresholds)
 
 Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
 """
@@ -14,6 +15,7 @@ import typer
 
 from benchmarks.cli import bench_command
 from convert.cli import convert_command
+from trainer.calibration import calibrate_command
 from trainer.cli import train_command
 from trainer.datacheck import data_app
 
@@ -26,6 +28,7 @@ app = typer.Typer(
 app.command("train")(train_command)
 app.command("convert")(convert_command)
 app.command("bench")(bench_command)
+app.command("calibrate")(calibrate_command)
 app.add_typer(data_app, name="data")
 
 

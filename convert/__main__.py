@@ -1,0 +1,5 @@
+"""`python -m convert ...`: the same command as `lungcnn convert`."""
+
+from convert.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""`edge-classify`: classify chest X-ray scans on a device with a TFLite model, without
+TensorFlow. Not a medical device."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge.contract import ScanError, load_scan
+from edge.inputs import InputItem, expand_inputs
+from edge.report import NOTICE, WRITERS, Progress, ScanResult, display_name
+from edge.runtime import ModelError, TFLiteClassifier
+
+PROG = "edge-classify"
+BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lungcnn_int8.tflite"
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+HELP = f"""Classify chest X-ray scans as Covid, Normal or Viral Pneumonia.
+
+SCAN is a file (PNG, JPEG, BMP, TIFF, WebP or DICOM, recognised by content), a folder (searched recursively for image extensions and extension-less DICOM files) or a glob pattern such as 'scans/**/*.png'.
+
+Exit codes: 0 every scan classified; 1 some scans failed (one line each on stderr); 2 usage or model error.
+
+{NOTICE}
+"""
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command(help=HELP)
+def classify(
+    scans: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SCAN", help="Files, folders or glob patterns.", show_default=False
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A .tflite model; its manifest (same name, .json) gives labels and input size.",
+            show_default="the bundled edge/models/lungcnn_int8.tflite",
+        ),
+    ] = None,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="One JSON object per scan per line.")
+    ] = False,
+    csv_rows: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Interpreter threads.", show_default="the runtime's choice"),
+    ] = None,
+) -> None:
+    if json_lines and csv_rows:
+        _fail("--json and --csv cannot be combined")
+    classifier = _load_classifier(model, threads)
+    items = expand_inputs(scans)
+    writer_type = WRITERS["json" if json_lines else "csv" if csv_rows else "table"]
+    writer = writer_type(sys.stdout, classifier.class_names, [display_name(i.path) for i in items])
+    progress = Progress(sys.stderr, len(items))
+    failed = 0
+    for done, item in enumerate(items, start=1):
+        result = classify_item(classifier, item)
+        progress.clear()
+        if not result.ok:
+            failed += 1
+            _print_error(f"{result.file}: {result.error}")
+        writer.write(result)
+        progress.update(done)
+    progress.clear()
+    writer.finish(len(items) - failed, failed)
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def classify_item(classifier: TFLiteClassifier, item: InputItem) -> ScanResult:
+    """Classify one file; any problem becomes the result's one-line error."""
+    if item.error is not None:
+        return ScanResult(item.path, error=item.error)
+    try:
+        scan = load_scan(item.path, classifier.input_size)
+    except ScanError as error:
+        return ScanResult(item.path, error=str(error))
+    return ScanResult(item.path, prediction=classifier.predict(scan))
+
+
+def _load_classifier(model: Path | None, threads: int | None) -> TFLiteClassifier:
+    if model is None:
+        model = BUNDLED_MODEL
+        if not model.exists():
+            _fail(f"no bundled model at {model}; pass --model FILE.tflite")
+    try:
+        return TFLiteClassifier(model, threads=threads)
+    except ModelError as error:
+        _fail(str(error))
+
+
+def _fail(message: str):
+    _print_error(message)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _print_error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name=PROG)
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        sys.exit(130)

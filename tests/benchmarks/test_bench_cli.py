@@ -1,0 +1,143 @@
+"""`lungcnn bench` end to end on the tiny fixture run (quick mode, few calls)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from benchmarks.cli import app
+from convert.quantize import QUANTIZATIONS
+from benchmarks.timing import distribution_ms, time_calls
+
+VARIANTS = ("keras", *QUANTIZATIONS)
+
+
+def _variants(payload):
+    return [variant for run in payload["runs"] for variant in run["variants"]]
+
+
+def test_bench_exits_zero_and_writes_json_markdown_plots(bench_output):
+    result, out, payload = bench_output
+    assert result.exit_code == 0, result.output
+    assert "Not a medical device" in result.output
+    for name in ("smoke.json", "smoke.md", "smoke_tradeoff.png", "smoke_latency.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_bench_converts_missing_variants(bench_output, bench_run_dir):
+    assert (bench_run_dir / "model_dynamic.tflite").is_file()
+    assert (bench_run_dir / "model_dynamic.json").is_file()
+    assert [v["variant"] for v in _variants(bench_output[2])] == list(VARIANTS)
+
+
+def test_bench_json_records_machine_versions_and_command(bench_output):
+    payload = bench_output[2]
+    assert payload["command"].startswith("lungcnn bench --run ")
+    assert "--quick" in payload["command"] and "--timed-calls 5" in payload["command"]
+    assert payload["machine"]["cores"] >= 1 and payload["machine"]["cpu_model"]
+    for library in ("numpy", "keras", "ai-edge-litert"):
+        assert payload["versions"][library]
+    assert payload["date"] and payload["elapsed_s"] > 0 and payload["cpu_s"] > 0
+
+
+def test_bench_quality_values_are_probabilities(bench_output):
+    payload = bench_output[2]
+    run = payload["runs"][0]
+    assert run["test_scans"] == 6  # quick mode: two scans per class of the tiny split
+    for variant in _variants(payload):
+        test = variant["quality"]["test"]
+        assert test["n"] == run["test_scans"]
+        for value in (test["accuracy"], test["agreement_with_keras"], *test["f1"].values()):
+            assert 0.0 <= value <= 1.0
+        low, high = test["accuracy_ci95"]
+        assert 0.0 <= low <= test["accuracy"] <= high <= 1.0
+        assert variant["quality"]["test_dedup"]["n"] == run["test_dedup_scans"]
+    keras = _variants(payload)[0]
+    assert keras["quality"]["test"]["agreement_with_keras"] == 1.0
+
+
+def test_bench_speed_percentiles_are_ordered(bench_output):
+    payload = bench_output[2]
+    threads = [str(t) for t in payload["config"]["threads"]]
+    for variant in _variants(payload):
+        assert set(variant["speed"]) == set(threads)
+        for timings in variant["speed"].values():
+            for kind in ("invoke_ms", "end_to_end_ms"):
+                dist = timings[kind]
+                assert dist["n"] == 5
+                assert 0 < dist["min"] <= dist["p50"] <= dist["p90"] <= dist["p99"] <= dist["max"]
+        for ratios in variant["vs_reference_float32"].values():
+            assert all(ratio > 0 for ratio in ratios.values())
+    assert "batched_per_image_ms" in _variants(payload)[0]["speed"][threads[-1]]
+
+
+def test_bench_cost_and_litert_path_without_tensorflow(bench_output):
+    for variant in _variants(bench_output[2]):
+        cost = variant["cost"]
+        assert cost["file_bytes"] > 0 and cost["peak_rss_mb"] > 0 and cost["load_s"] > 0
+        assert cost["tensorflow_loaded"] is (variant["runtime"] == "keras")
+
+
+def test_bench_robustness_shares(bench_output):
+    for variant in _variants(bench_output[2]):
+        shares = variant["robustness"]
+        assert shares and all(0.0 <= share <= 1.0 for share in shares.values())
+
+
+def test_bench_markdown_names_its_command(bench_output):
+    _, out, payload = bench_output
+    text = (out / "smoke.md").read_text()
+    assert payload["command"] in text
+    assert "Not a medical device" in text
+    for variant in VARIANTS:
+        assert f"| {variant} |" in text
+
+
+def test_bench_missing_run_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(app, ["--run", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no model.keras" in result.output
+
+
+def test_bench_rejects_zero_timed_calls(tmp_path):
+    result = CliRunner().invoke(app, ["--run", str(tmp_path), "--timed-calls", "0"])
+    assert result.exit_code == 2
+
+
+def test_lungcnn_bench_is_registered_in_the_workbench():
+    from trainer.workbench import app as workbench
+
+    result = CliRunner().invoke(workbench, ["bench", "--help"])
+    assert result.exit_code == 0 and "--timed-calls" in result.output
+
+
+def test_python_dash_m_benchmarks_has_help():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0 and "--timed-calls" in result.output
+
+
+def test_time_calls_warms_up_then_times_each_call():
+    seen = []
+    samples = time_calls(seen.append, calls=4, warmup=2)
+    assert seen == [0, 1, 0, 1, 2, 3]
+    assert samples.shape == (4,) and np.all(samples >= 0)
+
+
+def test_distribution_is_in_milliseconds_per_item():
+    dist = distribution_ms(np.array([0.001, 0.002, 0.003, 0.004]), per=2)
+    assert dist["min"] == pytest.approx(0.5) and dist["max"] == pytest.approx(2.0)
+    assert dist["p50"] == pytest.approx(1.25)
+    assert dist["p50"] <= dist["p90"] <= dist["p99"] and dist["n"] == 4
+
+
+def test_bench_corrupt_model_is_a_one_line_usage_error(bench_output, bench_run_dir, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "corrupt"
+    shutil.copytree(bench_run_dir, run_dir)
+    (run_dir / "model_float32.tflite").write_bytes(b"not a model")
+    result = CliRunner().invoke(app, ["--run", str(run_dir), "--out", str(tmp_path / "out"), "--quick"])
+    assert result.exit_code == 2
+    assert "model_float32.tflite" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "latest.json").exists()

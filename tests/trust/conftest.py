@@ -1,0 +1,59 @@
+"""Fixtures for the trust tests: a private, calibrated copy of the tiny run (so the shared
+run directory other stages test against is never modified) and toy models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def calibrated_run(tiny_keras_run, tiny_tflite_models, tmp_path_factory) -> Path:
+    """A copy of the tiny run with its int8 model, calibrated by `trainer.calibration`."""
+    from trainer.calibration import calibrate_run
+
+    run_dir = tmp_path_factory.mktemp("calibrated_run")
+    int8 = tiny_tflite_models["int8"]
+    for source in (tiny_keras_run / "model.keras", tiny_keras_run / "manifest.json", int8,
+                   int8.with_suffix(".json")):
+        shutil.copy2(source, run_dir / source.name)
+    calibrate_run(run_dir, echo=lambda line: None)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def calibrated_int8(calibrated_run) -> Path:
+    return next(calibrated_run.glob("model_*.tflite"))
+
+
+def brightness_model(region: tuple[slice, slice]):
+    """A toy RunFn: Covid when `region` of the input is bright, Normal when it is dark,
+    with a confidence that grows with the distance from mid-gray."""
+
+    def run_fn(batch: np.ndarray) -> np.ndarray:
+        means = batch[:, region[0], region[1], 0].reshape(len(batch), -1).mean(axis=1)
+        covid = 1 / (1 + np.exp(-(means - 128) / 8))
+        return np.stack([covid, 1 - covid, np.zeros_like(covid)], axis=1)
+
+    return run_fn
+
+
+@pytest.fixture
+def toy_model():
+    return brightness_model
+
+
+@pytest.fixture(scope="session")
+def train_scan_path(dataset_dir) -> Path:
+    """A training scan of the tiny run (its gate was fitted on such scans)."""
+    return sorted((dataset_dir / "train" / "Normal").iterdir())[0]
+
+
+@pytest.fixture(scope="session")
+def committed_scans() -> list[Path]:
+    """The small real scans committed under tests/scans/."""
+    folder = Path(__file__).resolve().parents[1] / "scans"
+    return sorted(p for p in folder.iterdir() if p.suffix in (".jpg", ".png"))

@@ -1,0 +1,125 @@
+"""The per-scan decision: X-ray gate, stability under re-acquisition, calibrated confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from edge.contract import ScanError, read_grayscale
+from edge.manifest import read_manifest
+from edge.runtime import TFLiteClassifier
+from edge.trust import (
+    FLAG_OK,
+    FLAG_OUT_OF_DISTRIBUTION,
+    FLAG_UNCERTAIN,
+    VARIANTS,
+    TrustSettings,
+    acquisition_variants,
+    assess,
+    assess_file,
+    assess_with_classifier,
+    classifier_run_fn,
+    colourfulness,
+    file_colourfulness,
+)
+
+ALL = (slice(None), slice(None))
+
+
+def test_variants_keep_shape_and_dtype():
+    scan = np.random.default_rng(0).integers(0, 256, (64, 64, 1), dtype=np.uint8)
+    variants = acquisition_variants(scan)
+    assert list(variants) == list(VARIANTS)
+    assert all(v.shape == scan.shape and v.dtype == np.uint8 for v in variants.values())
+
+
+def test_colourfulness_separates_gray_from_colour(tmp_path, train_scan_path):
+    gray = np.full((32, 32, 3), 120.0)
+    photo = np.zeros((32, 32, 3))
+    photo[:, :16] = (200, 30, 30)
+    photo[:, 16:] = (20, 40, 220)
+    assert colourfulness(gray) == pytest.approx(0.0)
+    assert colourfulness(photo) > 50
+    Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "photo.png")
+    assert file_colourfulness(tmp_path / "photo.png") > 50
+    assert file_colourfulness(train_scan_path) < 8  # a training scan stored as RGB JPEG
+
+
+def test_unfitted_settings_check_stability_only(toy_model):
+    bright = np.full((64, 64), 220, dtype=np.uint8)
+    result = assess(toy_model(ALL), bright, 64, TrustSettings())
+    assert result.flag == FLAG_OK
+    assert "no calibration" in result.reason
+    assert result.probabilities.sum() == pytest.approx(1.0)
+
+
+def test_label_flipping_under_reacquisition_is_uncertain(toy_model):
+    """Covid only while the top-left corner is bright: reframing moves the corner away."""
+    scan = np.full((64, 64), 40, dtype=np.uint8)
+    scan[:4, :4] = 255
+    settings = TrustSettings(min_confidence=0.9, fitted=True)
+    result = assess(toy_model((slice(0, 4), slice(0, 4))), scan, 64, settings)
+    assert result.flag == FLAG_UNCERTAIN
+    assert result.reason.startswith("unstable") and "reframed" in result.reason
+    assert result.variant_labels["reframed"] != result.label
+    record = result.to_record()
+    assert record["flag"] == FLAG_UNCERTAIN and record["reason"] == result.reason
+    assert 0 <= record["stable_confidence"] <= record["calibrated_confidence"] + 1e-9
+
+
+def test_low_confidence_is_uncertain(toy_model):
+    near_gray = np.full((64, 64), 130, dtype=np.uint8)
+    result = assess(toy_model(ALL), near_gray, 64, TrustSettings(min_confidence=0.9, fitted=True))
+    assert result.flag == FLAG_UNCERTAIN and "low calibrated confidence" in result.reason
+
+
+def test_assess_rejects_a_non_2d_array(toy_model):
+    with pytest.raises(ScanError):
+        assess(toy_model(ALL), np.zeros((8, 8, 3), dtype=np.uint8), 64, TrustSettings())
+
+
+@pytest.fixture(scope="module")
+def tiny_device(calibrated_int8):
+    classifier = TFLiteClassifier(calibrated_int8)
+    settings = TrustSettings.from_manifest(read_manifest(calibrated_int8))
+    return classifier_run_fn(classifier), classifier.input_size, settings
+
+
+def _save(image: Image.Image, path):
+    image.save(path)
+    return path
+
+
+def test_training_scan_passes_the_gate(calibrated_int8, train_scan_path):
+    result = assess_with_classifier(TFLiteClassifier(calibrated_int8), train_scan_path)
+    assert result.flag != FLAG_OUT_OF_DISTRIBUTION, result.reason
+
+
+@pytest.mark.parametrize("kind", ["blank", "noise", "colour_photo", "document"])
+def test_non_xray_images_are_out_of_distribution(tiny_device, tmp_path, kind):
+    run_fn, size, settings = tiny_device
+    rng = np.random.default_rng(1)
+    if kind == "blank":
+        image = Image.new("L", (300, 300), 0)
+    elif kind == "noise":
+        image = Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8))
+    elif kind == "colour_photo":
+        image = Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).resize(
+            (300, 300), Image.Resampling.BICUBIC)
+    else:
+        image = Image.new("L", (300, 400), 250)
+        draw = ImageDraw.Draw(image)
+        for row in range(20, 380, 16):
+            draw.text((15, row), "radiology report page text " * 2, fill=0)
+    result = assess_file(run_fn, _save(image, tmp_path / f"{kind}.png"), size, settings)
+    assert result.flag == FLAG_OUT_OF_DISTRIBUTION
+    assert result.reason.startswith("unlike the training X-rays")
+
+
+def test_a_tflite_model_gives_calibrated_probabilities(tiny_device, train_scan_path):
+    run_fn, size, settings = tiny_device
+    result = assess(run_fn, read_grayscale(train_scan_path), size, settings)
+    assert result.probabilities.sum() == pytest.approx(1.0)
+    assert result.label == int(np.argmax(result.probabilities))
+    assert 0 <= result.stability <= 1

@@ -1,0 +1,119 @@
+"""Temperature scaling, ECE, gate fitting and `lungcnn calibrate` on the tiny run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from edge.trust import PROB_FLOOR, TrustSettings, apply_temperature
+from trainer.calibration import (
+    EXIT_ERROR,
+    EXIT_OK,
+    calibrate_command,
+    calibrate_run,
+    expected_calibration_error,
+    fit_gate,
+    fit_temperature,
+)
+
+
+def test_temperature_one_keeps_probabilities_above_the_floor():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.05, 0.9, 0.05]])
+    np.testing.assert_allclose(apply_temperature(probabilities, 1.0), probabilities, atol=1e-9)
+
+
+def test_higher_temperature_softens_and_rows_sum_to_one():
+    probabilities = np.array([[0.98, 0.01, 0.01], [0.0, 1.0, 0.0]])
+    softened = apply_temperature(probabilities, 3.0)
+    np.testing.assert_allclose(softened.sum(axis=1), 1.0)
+    assert (softened.max(axis=1) < probabilities.max(axis=1)).all()
+    assert softened.argmax(axis=1).tolist() == [0, 1]
+    # a zero probability is clipped to the floor, not -inf
+    assert np.isfinite(apply_temperature(probabilities, 0.5)).all()
+    assert PROB_FLOOR < 1 / 256
+
+
+def test_fit_temperature_recovers_known_overconfidence():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 3))
+    true_t = 2.5
+    true_p = np.exp(logits / true_t) / np.exp(logits / true_t).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(3, p=p) for p in true_p])
+    overconfident = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    fitted = fit_temperature(overconfident, labels)
+    assert fitted == pytest.approx(true_t, rel=0.15)  # sampling noise of 4000 labels
+    before = expected_calibration_error(overconfident, labels)
+    after = expected_calibration_error(apply_temperature(overconfident, fitted), labels)
+    assert after < before
+
+
+def test_ece_by_hand():
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.6, 0.4, 0.0]])
+    labels = np.array([0, 1, 0, 0])
+    # bin of 0.9: accuracy 0.5 -> |0.5 - 0.9| = 0.4; bin of 0.6: accuracy 1 -> 0.4; weights 1/2
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.4)
+    assert expected_calibration_error(np.eye(3), np.arange(3)) == pytest.approx(0.0)
+
+
+def test_fit_gate_opens_the_harmless_side_and_keeps_floors():
+    rows = [{"colourfulness": 0.0, "symmetry": 0.5 + i / 100, "contrast": 50.0 + i,
+             "bright_fraction": 0.01} for i in range(20)]
+    bounds = fit_gate(rows)
+    assert bounds["colourfulness"][1] >= 8.0  # floor: a coloured arrow is not a photo
+    assert bounds["bright_fraction"][1] >= 0.35
+    assert bounds["symmetry"][1] > 1e6  # only a low symmetry is suspicious
+    low, high = bounds["contrast"]
+    assert low < 50.0 and high > 69.0
+    assert "chest_layout" not in bounds  # no data, no bound
+
+
+def test_calibrate_run_writes_every_manifest(calibrated_run):
+    for name in ("manifest.json", "model_int8.json"):
+        manifest = json.loads((calibrated_run / name).read_text())
+        calibration, trust = manifest["calibration"], manifest["trust"]
+        assert 0.25 <= calibration["temperature"] <= 20
+        for key in ("ece_val_before", "ece_val_after", "ece_test_before", "ece_test_after"):
+            assert 0.0 <= calibration[key] <= 1.0
+        assert 0.0 <= trust["min_confidence"] <= 1.0
+        assert sum(trust["val_flags"].values()) == pytest.approx(1.0)
+        assert len(trust["chest_template"]) == 16 * 16
+        settings = TrustSettings.from_manifest(manifest)
+        assert settings.fitted and settings.gate_bounds
+        assert settings.template_array.shape == (16, 16)
+
+
+def _calibrate_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(calibrate_command)
+    return app
+
+
+def test_calibrate_command_exit_codes(calibrated_run, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(_calibrate_app(), [str(calibrated_run)])
+    assert ok.exit_code == EXIT_OK, ok.output
+    assert "T=" in ok.output and "model_int8.tflite" in ok.output
+    missing = runner.invoke(_calibrate_app(), [str(tmp_path / "no-run")])
+    assert missing.exit_code == EXIT_ERROR
+    assert "manifest" in missing.output
+    assert "Not a medical device" in runner.invoke(_calibrate_app(), ["--help"]).output
+
+
+def test_a_single_tflite_model_is_calibrated_from_its_training_section(calibrated_int8, tmp_path):
+    model = tmp_path / calibrated_int8.name
+    shutil.copy2(calibrated_int8, model)
+    manifest = json.loads(calibrated_int8.with_suffix(".json").read_text())
+    del manifest["calibration"], manifest["trust"]
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    written = calibrate_run(model, echo=lambda line: None)
+    assert set(written) == {model.with_suffix(".json")}
+    assert "trust" in json.loads(model.with_suffix(".json").read_text())
+    del manifest["training"]
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    refused = CliRunner().invoke(_calibrate_app(), [str(model)])
+    assert refused.exit_code == EXIT_ERROR and "no training split" in refused.output

@@ -1,0 +1,40 @@
+"""edge-classify --heatmap: one overlay PNG per classified scan."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from edge import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+def test_heatmap_option_writes_one_png_per_scan(tiny_tflite_models, committed_scans, tmp_path):
+    out = tmp_path / "heatmaps"
+    scans = committed_scans[:2]
+    result = run("--model", tiny_tflite_models["int8"], "--json", "--heatmap", out, *scans)
+    assert result.exit_code == cli.EXIT_OK, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f"{scan.stem}.heatmap.png" for scan in scans)
+    with Image.open(out / written[0]) as image:
+        assert image.mode == "RGB" and "Disclaimer" in image.text
+
+
+def test_heatmap_into_a_file_is_a_usage_error(tiny_tflite_models, committed_scans, tmp_path):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    result = run("--model", tiny_tflite_models["int8"], "--heatmap", not_a_folder, committed_scans[0])
+    assert result.exit_code == cli.EXIT_USAGE
+    assert result.stderr.startswith("edge-classify: error: ") and "not a folder" in result.stderr
+
+
+def test_help_states_the_heatmap_cost():
+    result = run("--help")
+    assert "--heatmap" in result.output and "model runs per scan" in result.output
