@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainer.metrics import format_with_ci
+
 NOTICE = ("Not a medical device: these numbers describe software, not diagnostic performance; "
           "do not use for diagnosis without a clinical study.")
 
@@ -87,10 +89,10 @@ def _quality_section(result: dict) -> list[str]:
         test, dedup = variant["quality"]["test"], variant["quality"]["test_dedup"]
         rows.append([
             *_label(run, variant),
-            _with_ci(test["accuracy"], test["accuracy_ci95"]),
-            _with_ci(test["auc_macro"], test["auc_macro_ci95"]),
-            _with_ci(dedup["accuracy"], dedup["accuracy_ci95"]),
-            _with_ci(dedup["auc_macro"], dedup["auc_macro_ci95"]),
+            format_with_ci(test["accuracy"], test["accuracy_ci95"]),
+            format_with_ci(test["auc_macro"], test["auc_macro_ci95"]),
+            format_with_ci(dedup["accuracy"], dedup["accuracy_ci95"]),
+            format_with_ci(dedup["auc_macro"], dedup["auc_macro_ci95"]),
             " / ".join(f"{f:.2f}" for f in test["f1"].values()),
             _number(test["agreement_with_keras"]),
         ])
@@ -200,14 +202,6 @@ def _seeds_section(result: dict) -> list[str]:
                            ("test_accuracy", "test_auc_macro", "test_dedup_accuracy", "test_dedup_auc_macro"))])
     return lines + _table(["arch", "variant", "seeds", "test accuracy", "test AUC",
                            "leak-free accuracy", "leak-free AUC"], rows)
-
-
-def _with_ci(value, interval) -> str:
-    if value is None:
-        return "n/a"
-    if interval is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def _number(value) -> str:

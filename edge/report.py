@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.runtime import Prediction
+from edge.trust import TRUST_FIELDS
 
 NOTICE = (
     "Not a medical device: must not be used for diagnosis or any clinical decision "
     "without a clinical study."
+)
+_CONFIDENCE_NOTE = (
+    "confidence: calibrated on validation scans when the model's manifest has a calibration; "
+    "flag: ok, uncertain (low or unstable confidence) or out_of_distribution (unlike the "
+    "training X-rays)."
 )
 _MAX_FILE_COLUMN = 48
 _DECIMALS = 6
@@ -26,6 +32,7 @@ class ScanResult:
     path: Path
     prediction: Prediction | None = None
     error: str | None = None
+    trust: dict | None = None  # edge.trust.Assessment.to_record(): flag, reason, ...
 
     @property
     def ok(self) -> bool:
@@ -49,6 +56,7 @@ class ScanResult:
                 if prediction
                 else None
             ),
+            **{key: (self.trust or {}).get(key) for key in TRUST_FIELDS},
             "error": self.error,
             "notice": NOTICE,
         }
@@ -109,17 +117,24 @@ class TableWriter:
         longest = max((len(name) for name in files), default=4)
         self._file_width = max(4, min(longest, _MAX_FILE_COLUMN))
         self._probability_widths = [max(len(name), 5) for name in class_names]
-        self._line(["file", "label", "confidence", *class_names])
+        self._flagged: list[str] = []
+        self._line(["file", "label", "confidence", "flag", *class_names])
 
     def write(self, result: ScanResult) -> None:
         if result.prediction is None:
             return
         prediction = result.prediction
+        trust = result.trust or {}
+        flag = trust.get("flag") or "-"
+        confidence = trust.get("calibrated_confidence", prediction.confidence)
+        if flag not in ("ok", "-"):
+            self._flagged.append(f"  {result.file}: {flag}: {trust.get('reason')}")
         self._line(
             [
                 result.file,
                 prediction.label,
-                f"{prediction.confidence:.3f}",
+                f"{confidence:.3f}",
+                flag,
                 *(f"{prediction.probabilities[name]:.3f}" for name in self._class_names),
             ]
         )
@@ -128,16 +143,21 @@ class TableWriter:
         summary = f"{classified} classified"
         if failed:
             summary += f", {failed} failed (reasons on stderr)"
-        self._stream.write(f"\n{summary}.\n{NOTICE}\n")
+        if self._flagged:
+            summary += f"; {len(self._flagged)} flagged, do not rely on their labels"
+            summary += ":\n" + "\n".join(self._flagged)
+        self._stream.write(f"\n{summary}.\n{_CONFIDENCE_NOTE}\n{NOTICE}\n")
         self._stream.flush()
 
     def _line(self, cells: list[str]) -> None:
         file_cell = _shorten_left(cells[0], self._file_width).ljust(self._file_width)
         label_width = max(len("label"), *(len(name) for name in self._class_names))
         probabilities = [
-            cell.rjust(width) for cell, width in zip(cells[3:], self._probability_widths)
+            cell.rjust(width) for cell, width in zip(cells[4:], self._probability_widths)
         ]
-        row = [file_cell, cells[1].ljust(label_width), cells[2].rjust(10), *probabilities]
+        flag_cell = cells[3].ljust(len("out_of_distribution"))
+        row = [file_cell, cells[1].ljust(label_width), cells[2].rjust(10), flag_cell,
+               *probabilities]
         self._stream.write("  ".join(row).rstrip() + "\n")
         self._stream.flush()
 

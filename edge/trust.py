@@ -24,11 +24,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from edge.contract import ScanError, read_grayscale, resize_gray
+from edge.contract import PILLOW_FORMATS, ScanError, read_grayscale, resize_gray
 
 FLAG_OK = "ok"
 FLAG_UNCERTAIN = "uncertain"
 FLAG_OUT_OF_DISTRIBUTION = "out_of_distribution"
+# The fields of `Assessment.to_record`, in order: what a result line gains from this module.
+TRUST_FIELDS = ("flag", "reason", "calibrated_confidence", "stable_confidence")
 
 # Probabilities are clipped here before the temperature is applied: just below the int8 output
 # step (1/256), so a float model and its int8 conversion are calibrated alike.
@@ -125,7 +127,7 @@ GATE_FEATURES: dict[str, tuple[str, str]] = {
 def file_colourfulness(path: str | Path) -> float:
     """Hasler-Suesstrunk colourfulness of the file's colours (0 for grayscale or DICOM)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=PILLOW_FORMATS) as image:
             if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 return 0.0
             image.draft("RGB", (256, 256))
@@ -268,10 +270,12 @@ class Assessment:
         }
 
 
-def assess_with_classifier(classifier, path: str | Path) -> Assessment:
-    """`assess_file` with an `edge.runtime.TFLiteClassifier` and its manifest's thresholds."""
-    return assess_file(classifier_run_fn(classifier), path, classifier.input_size,
-                       TrustSettings.from_manifest(classifier.manifest))
+def assess_with_classifier(classifier, path: str | Path, gray: np.ndarray) -> Assessment:
+    """`assess` of the already decoded `gray` scan of `path` with an
+    `edge.runtime.TFLiteClassifier` and its manifest's thresholds."""
+    return assess(classifier_run_fn(classifier), gray, classifier.input_size,
+                  TrustSettings.from_manifest(classifier.manifest),
+                  colour=file_colourfulness(path))
 
 
 def assess_file(run_fn: RunFn, path: str | Path, size: int, settings: TrustSettings) -> Assessment:

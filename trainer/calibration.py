@@ -56,7 +56,7 @@ GATE_MARGIN = 0.5
 # Floors of the upper bounds, so that a plausible X-ray is never refused for them: colour in a
 # figure (an arrow, a label) is rare but real, and a brighter exposure saturates more pixels.
 MIN_UPPER_BOUNDS = {"colourfulness": 8.0, "bright_fraction": 0.35}
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR = 0, 2
 
 
 def expected_calibration_error(
@@ -303,16 +303,15 @@ def calibrate_command(
     ],
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Dataset root.", show_default="the run manifest's data_dir"),
+        typer.Option("--data", metavar="DIR", help="Dataset root.",
+                     show_default="the run manifest's data_dir"),
     ] = None,
 ) -> None:
     """Fit calibrated confidence and abstention thresholds (for edge-classify's flags).
 
-    Fitted on the run's training and validation files only; written into the run manifest
-    and every model_*.tflite manifest in RUN_DIR (run it again after `lungcnn convert`), or
-    into the manifest of MODEL.tflite.
+    Fitted on the run's training and validation files only; written into the run manifest and every model_*.tflite manifest in RUN_DIR (run it again after `lungcnn convert`), or into the manifest of MODEL.tflite.
 
-    Exit codes: 0 done; 1 unusable run, model or data.
+    Exit codes: 0 done; 2 unusable run, model or data.
     Not a medical device: do not use for diagnosis without a clinical study."""
     try:
         calibrate_run(run_dir, data_dir, echo=typer.echo)

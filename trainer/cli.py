@@ -11,6 +11,7 @@ import typer
 
 from trainer.architectures import ARCHITECTURES
 from trainer.dataset import DatasetError, UnreadableScans, default_data_dir
+from trainer.metrics import format_with_ci
 
 NOTICE = "Not a medical device: do not use these results for diagnosis without a clinical study."
 EXIT_UNREADABLE, EXIT_USAGE = 1, 2
@@ -151,19 +152,11 @@ def _print_summary(arch: str, seed: int, result) -> None:
         ci = metrics["ci95"]
         typer.echo(
             f"{name:<11}{metrics['n']:>4}  "
-            f"{_with_ci(metrics['accuracy'], ci['accuracy']):<24}"
-            f"{_with_ci(metrics['auc_macro'], ci['auc_macro'])}"
+            f"{format_with_ci(metrics['accuracy'], ci['accuracy']):<24}"
+            f"{format_with_ci(metrics['auc_macro'], ci['auc_macro'])}"
         )
     typer.echo(f"Run directory: {result.run_dir}")
     typer.echo(NOTICE)
-
-
-def _with_ci(value, interval) -> str:
-    if value is None:
-        return "n/a"
-    if interval is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def _require_tensorflow() -> None:

@@ -113,3 +113,12 @@ def _percentiles(values: list[float]) -> list[float] | None:
         return None
     low, high = np.percentile(values, [2.5, 97.5])
     return [float(low), float(high)]
+
+
+def format_with_ci(value: float | None, interval: list[float] | None) -> str:
+    """`0.848 [0.76, 0.92]` for reports; "n/a" when the metric is undefined."""
+    if value is None:
+        return "n/a"
+    if interval is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"

@@ -92,7 +92,9 @@ def _save(image: Image.Image, path):
 
 
 def test_training_scan_passes_the_gate(calibrated_int8, train_scan_path):
-    result = assess_with_classifier(TFLiteClassifier(calibrated_int8), train_scan_path)
+    result = assess_with_classifier(
+        TFLiteClassifier(calibrated_int8), train_scan_path, read_grayscale(train_scan_path)
+    )
     assert result.flag != FLAG_OUT_OF_DISTRIBUTION, result.reason
 
 

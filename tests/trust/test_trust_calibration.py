@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from edge.trust import PROB_FLOOR, TrustSettings, apply_temperature
 from trainer.calibration import (
-    EXIT_ERROR,
     EXIT_OK,
     calibrate_command,
     calibrate_run,
@@ -99,7 +98,7 @@ def test_calibrate_command_exit_codes(calibrated_run, tmp_path):
     assert ok.exit_code == EXIT_OK, ok.output
     assert "T=" in ok.output and "model_int8.tflite" in ok.output
     missing = runner.invoke(_calibrate_app(), [str(tmp_path / "no-run")])
-    assert missing.exit_code == EXIT_ERROR
+    assert missing.exit_code == 2
     assert "manifest" in missing.output
     assert "Not a medical device" in runner.invoke(_calibrate_app(), ["--help"]).output
 
@@ -116,4 +115,4 @@ def test_a_single_tflite_model_is_calibrated_from_its_training_section(calibrate
     del manifest["training"]
     model.with_suffix(".json").write_text(json.dumps(manifest))
     refused = CliRunner().invoke(_calibrate_app(), [str(model)])
-    assert refused.exit_code == EXIT_ERROR and "no training split" in refused.output
+    assert refused.exit_code == 2 and "no training split" in refused.output

@@ -30,7 +30,8 @@ def test_heatmap_option_writes_one_png_per_scan(tiny_tflite_models, committed_sc
 def test_heatmap_into_a_file_is_a_usage_error(tiny_tflite_models, committed_scans, tmp_path):
     not_a_folder = tmp_path / "file.txt"
     not_a_folder.write_text("x")
-    result = run("--model", tiny_tflite_models["int8"], "--heatmap", not_a_folder, committed_scans[0])
+    model = tiny_tflite_models["int8"]
+    result = run("--model", model, "--heatmap", not_a_folder, committed_scans[0])
     assert result.exit_code == cli.EXIT_USAGE
     assert result.stderr.startswith("edge-classify: error: ") and "not a folder" in result.stderr
 
@@ -38,3 +39,27 @@ def test_heatmap_into_a_file_is_a_usage_error(tiny_tflite_models, committed_scan
 def test_help_states_the_heatmap_cost():
     result = run("--help")
     assert "--heatmap" in result.output and "model runs per scan" in result.output
+
+
+def test_json_lines_carry_the_flag_and_its_reason(tiny_tflite_models, committed_scans):
+    result = run("--model", tiny_tflite_models["int8"], "--json", committed_scans[0])
+    assert result.exit_code == cli.EXIT_OK, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["flag"] in ("ok", "uncertain", "out_of_distribution")
+    assert record["reason"] and 0 <= record["calibrated_confidence"] <= 1
+
+
+def test_table_shows_the_flag_and_lists_flagged_scans_with_reasons(
+    calibrated_int8, committed_scans, tmp_path
+):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (256, 256), 128).save(blank)
+    result = run("--model", calibrated_int8, committed_scans[0], blank)
+    assert result.exit_code == cli.EXIT_OK, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:4] == ["file", "label", "confidence", "flag"]
+    blank_row = next(row for row in rows if "blank.png" in row)
+    assert blank_row.split()[3] == "out_of_distribution"
+    assert "blank.png: out_of_distribution: " in result.stdout
+    assert "flagged, do not rely on their labels" in result.stdout
+    assert "Not a medical device" in result.stdout
