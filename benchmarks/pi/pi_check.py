@@ -177,6 +177,13 @@ def cpuinfo_text(core: str) -> str:
 # ----------------------------------------------------------------------------- compare
 
 
+# edge-classify's stability check re-encodes each scan (low-resolution JPEG, blur, reframing)
+# before running the model again; Pillow's and libjpeg-turbo's SIMD paths differ between
+# x86_64 and aarch64 by a grey level here and there, so that one derived confidence may move
+# a little. The model's own outputs, the label and the flag must still match exactly.
+FIELD_TOLERANCE = {"stable_confidence": 0.01}
+
+
 def compare_runs(expected_path: Path, actual_path: Path, tolerance: float) -> str:
     """Compare two JSON-lines outputs record by record; returns a one-line summary."""
     expected = _json_lines(expected_path)
@@ -191,8 +198,22 @@ def compare_runs(expected_path: Path, actual_path: Path, tolerance: float) -> st
     for number, (want, got) in enumerate(zip(expected, actual), start=1):
         worst = max(worst, _compare_values(want, got, tolerance, f"line {number}"))
     if worst == 0.0:
-        return f"{len(expected)} records identical"
-    return f"{len(expected)} records match, max |difference| {worst:.2e} <= {tolerance:g}"
+        summary = f"{len(expected)} records identical"
+    else:
+        summary = f"{len(expected)} records match, max |difference| {worst:.2e} <= {tolerance:g}"
+    return summary + _tolerated_fields_summary(expected, actual)
+
+
+def _tolerated_fields_summary(expected: list, actual: list) -> str:
+    """How far the fields of FIELD_TOLERANCE moved (they are left out of the summary above)."""
+    parts = []
+    for field, limit in FIELD_TOLERANCE.items():
+        moved = [abs(want[field] - got[field]) for want, got in zip(expected, actual)
+                 if isinstance(want, dict) and _is_number(want.get(field))
+                 and _is_number(got.get(field))]
+        if moved:
+            parts.append(f"{field} within {limit:g} (max {max(moved):.1e})")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _json_lines(path: Path) -> list:
@@ -214,7 +235,10 @@ def _compare_values(want, got, tolerance: float, where: str) -> float:
             raise CheckError(f"{where}: keys differ: {sorted(want)} vs {sorted(got)}")
         label = f"{where} ({want.get('file', '')})" if "file" in want else where
         return max(
-            [_compare_values(want[k], got[k], tolerance, f"{label}.{k}") for k in want],
+            [_compare_values(want[k], got[k], tolerance, f"{label}.{k}")
+             for k in want if k not in FIELD_TOLERANCE]
+            + [_within(want[k], got[k], FIELD_TOLERANCE[k], f"{label}.{k}")
+               for k in want if k in FIELD_TOLERANCE],
             default=0.0,
         )
     if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
@@ -233,6 +257,12 @@ def _compare_values(want, got, tolerance: float, where: str) -> float:
         return difference
     if want != got:
         raise CheckError(f"{where}: host {want!r} vs emulated {got!r}")
+    return 0.0
+
+
+def _within(want, got, limit: float, where: str) -> float:
+    """Check a FIELD_TOLERANCE field; it does not count towards the worst difference."""
+    _compare_values(want, got, limit, where)
     return 0.0
 
 
