@@ -179,8 +179,9 @@ def _predictions(
 ) -> tuple[np.ndarray, dict]:
     classifier = open_classifier(path, threads)
     probs = predict_all(classifier, test_set.inputs(size))
+    # test_set.inputs(size) is robustness.original of each scan: reuse its predictions.
     robustness = label_stability(
-        lambda batch: predict_all(classifier, batch), test_set.grays, size, changes
+        lambda batch: predict_all(classifier, batch), test_set.grays, size, changes, baseline=probs
     )
     return probs, robustness
 

@@ -54,13 +54,14 @@ def bench_command(
     TFLite variants. Without --seeds it takes under 10 minutes on 2 cores.
 
     Exit codes: 0 written; 1 a measurement failed; 2 usage error (no run found, bad run
-    directory or model, conversion failed, dataset missing, bad option).
+    directory or model, conversion failed, dataset missing, --out not writable, bad option).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from benchmarks.bench import BenchError, default_runs, run_benchmark, write_results
     from benchmarks.config import BenchConfig
     from benchmarks.testset import TestSetError
     from benchmarks.worker import WorkerError
+    from edge.contract import first_line
     from edge.manifest import ManifestError
     from edge.runtime import ModelError
     from trainer.dataset import DatasetError, UnreadableScans
@@ -79,11 +80,14 @@ def bench_command(
     typer.echo(f"benchmarking {', '.join(str(r) for r in runs)}", err=True)
     try:
         measured = run_benchmark(config, command_line(config), log=lambda m: typer.echo(m, err=True))
-        paths = write_results(measured, config.out_dir, config.name)
     except (BenchError, ManifestError, ModelError, TestSetError, DatasetError, UnreadableScans) as error:
         _fail(EXIT_USAGE, str(error))
     except WorkerError as error:
         _fail(EXIT_FAILED, str(error))
+    try:
+        paths = write_results(measured, config.out_dir, config.name)
+    except OSError as error:
+        _fail(EXIT_USAGE, f"cannot write the results into {config.out_dir}: {first_line(error)}")
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} "
                f"in {measured.result['elapsed_s']:.0f} s")
     typer.echo(NOTICE)

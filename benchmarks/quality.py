@@ -7,8 +7,6 @@ import numpy as np
 from benchmarks.testset import TestSet
 from trainer.metrics import evaluate
 
-SUBSETS = ("test", "test_dedup")
-
 
 def quality_report(test_set: TestSet, probs: np.ndarray, keras_probs: np.ndarray) -> dict:
     """Accuracy and macro AUC with 95% bootstrap intervals, per-class F1 and agreement

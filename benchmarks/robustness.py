@@ -42,12 +42,7 @@ def original(gray: np.ndarray, size: int) -> np.ndarray:
 def downscale_upscale(gray: np.ndarray, size: int) -> np.ndarray:
     """Shrink to 224 px (longest side kept proportional) and enlarge back, as a re-encoded copy."""
     image = _to_image(gray)
-    width, height = image.size
-    scale = LOW_RESOLUTION / max(width, height)
-    small = (max(1, round(width * scale)), max(1, round(height * scale)))
-    restored = image.resize(small, Image.Resampling.BILINEAR).resize(
-        (width, height), Image.Resampling.BILINEAR
-    )
+    restored = shrink_longest_side(image, LOW_RESOLUTION).resize(image.size, Image.Resampling.BILINEAR)
     return _to_input(restored, size)
 
 
@@ -69,11 +64,7 @@ def brighter(gray: np.ndarray, size: int) -> np.ndarray:
 
 def jpeg_q50(gray: np.ndarray, size: int) -> np.ndarray:
     """Re-encoded as JPEG at quality 50."""
-    buffer = io.BytesIO()
-    _to_image(gray).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    buffer.seek(0)
-    with Image.open(buffer) as image:
-        return _to_input(image.convert("L"), size)
+    return _to_input(jpeg_roundtrip(_to_image(gray), JPEG_QUALITY), size)
 
 
 def rotate_5deg(gray: np.ndarray, size: int) -> np.ndarray:
@@ -110,17 +101,22 @@ def label_stability(
     scans: Iterable[str | Path | np.ndarray],
     size: int,
     changes: dict[str, Change] | None = None,
+    baseline: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Share of scans whose predicted label is unchanged by each acquisition change.
 
     `scans` are files or 2-D uint8 grayscale arrays. `predict_fn` takes a uint8 batch of
     shape (n, size, size, 1) and returns class probabilities (n, classes) or labels (n,).
+    `baseline`, when given, is what `predict_fn` already returned for the unchanged scans
+    (`original`), so they are not predicted a second time.
     """
     changes = ACQUISITION_CHANGES if changes is None else changes
     grays = [_as_gray(scan) for scan in scans]
     if not grays:
         raise ValueError("label_stability needs at least one scan")
-    baseline = _labels(predict_fn, [original(gray, size) for gray in grays])
+    if baseline is None:
+        baseline = predict_fn(np.stack([original(gray, size) for gray in grays]))
+    baseline = _as_labels(baseline)
     return {
         name: float(np.mean(_labels(predict_fn, [change(gray, size) for gray in grays]) == baseline))
         for name, change in changes.items()
@@ -128,7 +124,11 @@ def label_stability(
 
 
 def _labels(predict_fn: Callable[[np.ndarray], np.ndarray], inputs: Sequence[np.ndarray]) -> np.ndarray:
-    outputs = np.asarray(predict_fn(np.stack(inputs)))
+    return _as_labels(predict_fn(np.stack(inputs)))
+
+
+def _as_labels(outputs) -> np.ndarray:
+    outputs = np.asarray(outputs)
     return outputs.argmax(axis=1) if outputs.ndim == 2 else outputs.astype(int)
 
 
@@ -139,6 +139,22 @@ def _as_gray(scan: str | Path | np.ndarray) -> np.ndarray:
             raise ValueError("a scan array must be 2-D uint8 grayscale")
         return gray
     return read_grayscale(scan)
+
+
+def shrink_longest_side(image: Image.Image, side: int) -> Image.Image:
+    """`image` resized (bilinear) so its longest side is `side` px, aspect ratio kept."""
+    scale = side / max(image.size)
+    small = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(small, Image.Resampling.BILINEAR)
+
+
+def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    """`image` encoded as JPEG at `quality` and decoded back as grayscale ("L")."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("L")
 
 
 def _to_image(gray: np.ndarray) -> Image.Image:

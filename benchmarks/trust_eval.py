@@ -12,7 +12,6 @@ Thresholds are never fitted here. Run: python -m benchmarks.trust_eval MODEL.tfl
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
 import tempfile
@@ -25,7 +24,7 @@ import typer
 from PIL import Image
 
 from benchmarks.ood_images import write_non_xray_images
-from benchmarks.robustness import ACQUISITION_CHANGES
+from benchmarks.robustness import ACQUISITION_CHANGES, jpeg_roundtrip, shrink_longest_side
 from benchmarks.timing import distribution_ms, time_calls
 from edge.contract import read_grayscale, resize_gray
 from edge.heatmap import occlusion_heatmap
@@ -51,15 +50,8 @@ HEATMAP_CALLS = 10
 
 def low_resolution_jpeg(gray: np.ndarray, size: int) -> np.ndarray:
     """A re-encoded low-resolution copy: longest side 128 px, JPEG quality 30."""
-    image = Image.fromarray(gray)
-    scale = LOW_RESOLUTION_SIDE / max(image.size)
-    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                         Image.Resampling.BILINEAR)
-    buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=LOW_RESOLUTION_JPEG_QUALITY)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("L"), dtype=np.uint8)
+    small = shrink_longest_side(Image.fromarray(gray), LOW_RESOLUTION_SIDE)
+    return np.asarray(jpeg_roundtrip(small, LOW_RESOLUTION_JPEG_QUALITY), dtype=np.uint8)
 
 
 def risk_coverage(correct: np.ndarray, scores: np.ndarray) -> list[dict]:
@@ -129,7 +121,7 @@ def evaluate_trust(
         report["test_dedup"] = summarize([a for a, k in zip(clean, keep) if k], labels[keep])
     echo(_line("test", report["test"]))
     if proxies:
-        changes = {"low_resolution_128_jpeg_q30": lambda g, s: low_resolution_jpeg(g, s),
+        changes = {"low_resolution_128_jpeg_q30": low_resolution_jpeg,
                    **{name: _as_gray_change(change) for name, change in
                       ACQUISITION_CHANGES.items()}}
         report["shift_proxies"] = {}

@@ -176,10 +176,10 @@ def _load_source(model_path: Path, data_dir: Path | None) -> _Source:
     _check_run_manifest(model_path, run_manifest)
     model = _load_keras(model_path)
     size = _input_size(model_path, model, run_manifest)
-    data_dir = Path(data_dir or run_manifest["data_dir"])
-    if not data_dir.is_dir():
-        raise ConvertError(f"dataset folder {data_dir} not found (pass --data DIR)")
-    return _Source(model_path, model, run_manifest, size, data_dir)
+    folder = data_dir or run_manifest.get("data_dir")  # None: a manifest without data_dir
+    if folder is None or not Path(folder).is_dir():
+        raise ConvertError(f"dataset folder {folder} not found (pass --data DIR)")
+    return _Source(model_path, model, run_manifest, size, Path(folder))
 
 
 def _check_run_manifest(model_path: Path, run_manifest: dict) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from convert.errors import ConvertError
 from convert.scans import load_scans
 from edge.runtime import TFLiteClassifier, interpreter_class
+from trainer.dataset import DatasetError, label_of
 
 # test_dedup: the test files that duplicate no training file (the release leaks some).
 PARITY_SPLITS: tuple[str, ...] = ("val", "test", "test_dedup")
@@ -55,7 +56,10 @@ def load_eval_splits(
 
 
 def _labels(files: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
-    return np.array([class_names.index(PurePosixPath(rel).parent.name) for rel in files])
+    try:
+        return np.array([label_of(rel, class_names) for rel in files])
+    except DatasetError as error:
+        raise ConvertError(f"run manifest split: {error}") from None
 
 
 def tflite_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
-from edge.contract import ScanError, first_line, read_grayscale, resize_gray
+from edge.contract import ScanError, first_line, read_grayscale
 from edge.heatmap import DEFAULT_GRID, heatmap_path, write_heatmap
 from edge.inputs import InputItem, expand_inputs
 from edge.report import NOTICE, WRITERS, Progress, ScanResult, display_name
@@ -82,10 +83,11 @@ def classify(
     failed = 0
     heatmap_names: set[str] = set()
     for done, item in enumerate(items, start=1):
-        result = classify_item(classifier, item)
+        result, gray = classify_item(classifier, item)
         heatmap_error = None
-        if result.ok and heatmap_dir is not None:
-            heatmap_error = _write_heatmap(classifier, item, heatmap_dir, heatmap_names)
+        if gray is not None and heatmap_dir is not None:
+            heatmap_error = _write_heatmap(classifier, item.path, gray, heatmap_dir,
+                                           heatmap_names)
         progress.clear()
         if not result.ok:
             failed += 1
@@ -100,26 +102,31 @@ def classify(
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
-def classify_item(classifier: TFLiteClassifier, item: InputItem) -> ScanResult:
-    """Classify one file; any problem becomes the result's one-line error."""
+def classify_item(
+    classifier: TFLiteClassifier, item: InputItem
+) -> tuple[ScanResult, np.ndarray | None]:
+    """Classify one file; any problem becomes the result's one-line error. Also returns the
+    decoded scan (None on error) so a heatmap does not decode the file again."""
     if item.error is not None:
-        return ScanResult(item.path, error=item.error)
+        return ScanResult(item.path, error=item.error), None
     try:
         gray = read_grayscale(item.path)
     except ScanError as error:
-        return ScanResult(item.path, error=str(error))
-    trust = assess_with_classifier(classifier, item.path, gray).to_record()
-    scan = resize_gray(gray, classifier.input_size)
-    return ScanResult(item.path, prediction=classifier.predict(scan), trust=trust)
+        return ScanResult(item.path, error=str(error)), None
+    # The assessment's first model run is on the contract input itself: its output is the
+    # prediction, so the model is not run on that input a second time.
+    assessment = assess_with_classifier(classifier, item.path, gray)
+    prediction = classifier.prediction(assessment.raw_probabilities)
+    return ScanResult(item.path, prediction=prediction, trust=assessment.to_record()), gray
 
 
 def _write_heatmap(
-    classifier: TFLiteClassifier, item: InputItem, out_dir: Path, taken: set[str]
+    classifier: TFLiteClassifier, path: Path, gray: np.ndarray, out_dir: Path, taken: set[str]
 ) -> str | None:
     """Write the scan's heatmap PNG; the reason it could not be written, else None."""
     try:
-        write_heatmap(classifier_run_fn(classifier), item.path, classifier.input_size,
-                      heatmap_path(item.path, out_dir, taken), classifier.class_names)
+        write_heatmap(classifier_run_fn(classifier), path, classifier.input_size,
+                      heatmap_path(path, out_dir, taken), classifier.class_names, gray=gray)
     except (ScanError, OSError) as error:
         return first_line(error)
     return None

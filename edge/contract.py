@@ -152,7 +152,7 @@ def _check_pixel_limit(size: tuple[int, int]) -> None:
 
 def _pil_to_gray(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _scale_to_uint8(np.asarray(image.convert("F") if image.mode == "F" else image))
+        return _scale_to_uint8(np.asarray(image))
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):

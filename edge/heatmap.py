@@ -130,10 +130,13 @@ def write_heatmap(
     out_path: str | Path,
     class_names: tuple[str, ...] | list[str],
     grid: int = DEFAULT_GRID,
+    gray: np.ndarray | None = None,
 ) -> Path:
-    """Decode a scan through the contract, compute its heatmap for the predicted class and
-    save the overlay PNG (raises edge.contract.ScanError or OSError)."""
-    gray = read_grayscale(scan_path)
+    """Decode a scan through the contract (unless `gray`, its already decoded pixels, is
+    given), compute its heatmap for the predicted class and save the overlay PNG (raises
+    edge.contract.ScanError or OSError)."""
+    if gray is None:
+        gray = read_grayscale(scan_path)
     drops, target, base = occlusion_heatmap(run_fn, resize_gray(gray, size), grid)
     caption = {
         "Scan": Path(scan_path).name,

@@ -29,7 +29,9 @@ def expand_inputs(arguments: list[str]) -> list[InputItem]:
     seen: set[Path] = set()
     for argument in arguments:
         for item in _expand_argument(argument):
-            key = item.path.resolve() if item.error is None else None
+            # realpath, unlike Path.resolve on Python < 3.13, does not raise on a symlink loop:
+            # such a file is reported when it is read, like any unreadable file.
+            key = Path(os.path.realpath(item.path)) if item.error is None else None
             if key is not None and key in seen:
                 continue
             if key is not None:

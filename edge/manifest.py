@@ -13,7 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from edge.contract import CLASS_NAMES
+import numpy as np
+
+from edge.contract import CLASS_NAMES, ScanSpec
 
 MANIFEST_FORMAT = "lungcnn-manifest/1"
 
@@ -92,8 +94,6 @@ def sha256_file(path: str | Path) -> str:
 
 def base_manifest(model_file: str | Path, *, size: int, kind: str) -> dict:
     """The fields every manifest carries; stages add their own sections to it."""
-    from edge.contract import ScanSpec
-
     return {
         "format": MANIFEST_FORMAT,
         "kind": kind,
@@ -104,10 +104,6 @@ def base_manifest(model_file: str | Path, *, size: int, kind: str) -> dict:
 
 
 def _json_default(value):
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a core dependency
-        raise TypeError(f"not JSON serialisable: {type(value).__name__}") from None
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -73,7 +73,10 @@ class TFLiteClassifier:
         return self._dequantize(raw)
 
     def predict(self, scan: np.ndarray) -> Prediction:
-        probabilities = self.probabilities(scan)
+        return self.prediction(self.probabilities(scan))
+
+    def prediction(self, probabilities: np.ndarray) -> Prediction:
+        """The labelled Prediction of probabilities this model already computed."""
         best = int(np.argmax(probabilities))
         return Prediction(
             label=self.class_names[best],

@@ -17,6 +17,7 @@ Thresholds come from the model's manifest ("calibration" and "trust" sections, w
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,12 +128,16 @@ GATE_FEATURES: dict[str, tuple[str, str]] = {
 def file_colourfulness(path: str | Path) -> float:
     """Hasler-Suesstrunk colourfulness of the file's colours (0 for grayscale or DICOM)."""
     try:
-        with Image.open(path, formats=PILLOW_FORMATS) as image:
-            if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-                return 0.0
-            image.draft("RGB", (256, 256))
-            image.thumbnail((256, 256))
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+        with warnings.catch_warnings():
+            # Pillow's warnings on oddities it reads past (a TIFF tag beyond the end, corrupt
+            # EXIF) were already ignored by the contract's decode; stderr is for errors.
+            warnings.simplefilter("ignore")
+            with Image.open(path, formats=PILLOW_FORMATS) as image:
+                if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+                    return 0.0
+                image.draft("RGB", (256, 256))
+                image.thumbnail((256, 256))
+                rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
     except (OSError, ValueError, SyntaxError):
         return 0.0  # DICOM and other formats the contract decodes without colour
     return colourfulness(rgb)

@@ -24,7 +24,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from edge.contract import CLASS_NAMES, ScanError, read_grayscale, resize_gray
+from edge.contract import CLASS_NAMES, ScanError, first_line, read_grayscale, resize_gray
 from edge.manifest import ManifestError, manifest_path, read_manifest, write_json_atomic
 from edge.trust import (
     FLAG_OK,
@@ -43,6 +43,7 @@ from edge.trust import (
     judge,
     stable_confidence,
 )
+from trainer.dataset import label_of
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.25, 20.0)
@@ -215,14 +216,12 @@ def _load_split(data_dir: Path, rel_paths: list[str], class_names) -> list[tuple
     items = []
     for rel in rel_paths:
         path = data_dir / rel
-        if Path(rel).parent.name not in class_names:
-            raise ValueError(f"{rel}: folder is not one of the classes {list(class_names)}")
+        label = label_of(rel, class_names)
         try:
             gray = read_grayscale(path)
         except ScanError as error:
             raise ScanError(f"{path}: {error}") from None
-        items.append((gray, list(class_names).index(Path(rel).parent.name),
-                      file_colourfulness(path)))
+        items.append((gray, label, file_colourfulness(path)))
     return items
 
 
@@ -238,7 +237,10 @@ def _predict(run_fn: RunFn, inputs: list[np.ndarray], batch: int = 16) -> np.nda
 def keras_run_fn(model_path: Path) -> RunFn:
     from tensorflow import keras
 
-    model = keras.models.load_model(model_path, compile=False)
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise ValueError(f"{model_path}: not a loadable Keras model ({first_line(error)})") from None
     return lambda batch: np.asarray(model.predict_on_batch(batch.astype(np.float32)))
 
 

@@ -124,6 +124,7 @@ def train_command(
     run_dir = out if out is not None else Path("runs") / f"{arch}-seed{seed}"
     if (run_dir / "model.keras").exists() and not overwrite:
         _fail(EXIT_USAGE, f"{run_dir} already holds model.keras; pass --overwrite or another --out")
+    _require_writable(run_dir)
     _require_tensorflow()
 
     from trainer.run import train_run
@@ -157,6 +158,16 @@ def _print_summary(arch: str, seed: int, result) -> None:
         )
     typer.echo(f"Run directory: {result.run_dir}")
     typer.echo(NOTICE)
+
+
+def _require_writable(run_dir: Path) -> None:
+    """Refuse an unusable RUN_DIR before training, not after it."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _fail(EXIT_USAGE, f"{run_dir}: cannot create the run folder ({error.strerror or error})")
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        _fail(EXIT_USAGE, f"{run_dir}: run folder is not writable")
 
 
 def _require_tensorflow() -> None:

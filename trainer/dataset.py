@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -115,6 +115,17 @@ def list_split(root: str | Path, split: str) -> list[Sample]:
     if not samples:
         raise DatasetError(f"{split_dir}: no image files")
     return samples
+
+
+def label_of(rel_path: str, class_names: Sequence[str] = CLASS_NAMES) -> int:
+    """The label of a dataset file ("train/Covid/01.jpeg"): its class folder's index in
+    `class_names`. Raises DatasetError when the folder is not a class."""
+    folder = PurePosixPath(rel_path).parent.name
+    if folder not in class_names:
+        raise DatasetError(
+            f"{rel_path}: folder {folder!r} is not one of the classes {', '.join(class_names)}"
+        )
+    return list(class_names).index(folder)
 
 
 def limit_per_class(samples: Sequence[Sample], limit: int | None) -> list[Sample]:

@@ -141,3 +141,15 @@ def test_bench_corrupt_model_is_a_one_line_usage_error(bench_output, bench_run_d
     assert result.exit_code == 2
     assert "model_float32.tflite" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out" / "latest.json").exists()
+
+
+def test_bench_unwritable_out_is_a_one_line_usage_error(tmp_path, monkeypatch):
+    import benchmarks.bench
+    from benchmarks.bench import Measured
+
+    monkeypatch.setattr(benchmarks.bench, "run_benchmark", lambda *a, **k: Measured({}, {}))
+    out = tmp_path / "a_file"
+    out.write_text("not a folder")
+    result = CliRunner().invoke(app, ["--run", str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "cannot write the results" in result.output and "Traceback" not in result.output

@@ -28,6 +28,12 @@ def _convert(*args):
     return result.exit_code, result.output
 
 
+def _convert_int8_calibrated_on(run_dir, folder, target):
+    return _convert(
+        run_dir / "model.keras", "--quantize", "int8", "--calibration", folder, "--out", target
+    )
+
+
 def _error_line(output: str) -> str:
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, output
@@ -104,15 +110,7 @@ def test_calibration_from_class_folders(tiny_keras_run, tmp_path, out_dir):
         target = folder / rel.split("/", 1)[1]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f"{data_dir}/{rel}", target)
-    code, output = _convert(
-        tiny_keras_run / "model.keras",
-        "--quantize",
-        "int8",
-        "--calibration",
-        folder,
-        "--out",
-        out_dir / "c.tflite",
-    )
+    code, output = _convert_int8_calibrated_on(tiny_keras_run, folder, out_dir / "c.tflite")
     assert code == 0, output
     calibration = read_manifest(out_dir / "c.tflite")["calibration_set"]
     assert calibration["count"] == 12 and calibration["layout"] == "class folders"
@@ -138,15 +136,7 @@ def test_bad_calibration_folder_is_a_usage_error(
     if layout == "mixed":
         (folder / "Covid").mkdir()
         (folder / "loose.png").write_bytes(b"not really")
-    code, output = _convert(
-        tiny_keras_run / "model.keras",
-        "--quantize",
-        "int8",
-        "--calibration",
-        folder,
-        "--out",
-        out_dir / "x.tflite",
-    )
+    code, output = _convert_int8_calibrated_on(tiny_keras_run, folder, out_dir / "x.tflite")
     assert code == 2
     assert message in _error_line(output)
     assert not out_dir.exists()
@@ -158,15 +148,7 @@ def test_calibration_refuses_test_images(tiny_keras_run, tmp_path, out_dir):
     folder.mkdir()
     for rel in files:
         (folder / rel.replace("/", "_")).symlink_to(f"{data_dir}/{rel}")
-    code, output = _convert(
-        tiny_keras_run / "model.keras",
-        "--quantize",
-        "int8",
-        "--calibration",
-        folder,
-        "--out",
-        out_dir / "x.tflite",
-    )
+    code, output = _convert_int8_calibrated_on(tiny_keras_run, folder, out_dir / "x.tflite")
     assert code == 2
     assert "validation/test" in _error_line(output)
 
@@ -251,6 +233,8 @@ def test_write_failure_is_a_one_line_error(tiny_keras_run, out_dir, monkeypatch)
         ("uint8 io on float16", "--io uint8 needs --quantize int8"),
         ("missing data", "not found"),
         ("data without the run's files", "is readable under"),
+        ("manifest without data_dir", "not found (pass --data DIR)"),
+        ("split file outside the classes", "is not one of the classes"),
     ],
 )
 def test_usage_errors_exit_2(case, message, tiny_keras_run, tmp_path):
@@ -283,6 +267,8 @@ def test_usage_errors_exit_2(case, message, tiny_keras_run, tmp_path):
     elif case == "data without the run's files":
         (tmp_path / "other-dataset").mkdir()
         args += ["--data", tmp_path / "other-dataset"]
+    elif case in ("manifest without data_dir", "split file outside the classes"):
+        model = _copy_run_with_edited_manifest(tiny_keras_run, tmp_path / "run", case)
     code, output = _convert(model, *args)
     assert code == 2, output
     if case == "unknown quantization":  # Typer's own usage error
@@ -290,6 +276,27 @@ def test_usage_errors_exit_2(case, message, tiny_keras_run, tmp_path):
     else:
         assert message in _error_line(output)
     assert not (tmp_path / "x.tflite").exists()
+
+
+def _copy_run_with_edited_manifest(run_dir, target_dir, case):
+    target_dir.mkdir()
+    shutil.copy(run_dir / "model.keras", target_dir / "model.keras")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    if case == "manifest without data_dir":
+        del manifest["data_dir"]
+    else:  # a readable validation file whose folder is not a class
+        data_dir = target_dir / "data"
+        for folder in Path(manifest["data_dir"]).glob("*/*"):
+            link = data_dir / folder.relative_to(manifest["data_dir"])
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(folder)
+        first_val = manifest["split"]["val"][0]
+        stray = f"train/Unknown/{Path(first_val).name}"
+        (data_dir / stray).parent.mkdir()
+        shutil.copy(data_dir / first_val, data_dir / stray)
+        manifest["data_dir"], manifest["split"]["val"][0] = str(data_dir), stray
+    (target_dir / "manifest.json").write_text(json.dumps(manifest))
+    return target_dir / "model.keras"
 
 
 def test_missing_tensorflow_is_a_one_line_error(tiny_keras_run, tmp_path, monkeypatch):

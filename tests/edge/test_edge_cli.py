@@ -198,6 +198,15 @@ def test_bad_inputs_are_one_line_each_and_the_batch_continues(int8_model, scan_f
         assert line == f"edge-classify: error: {tmp_path / name}: {record['error']}"
 
 
+def test_a_symlink_loop_is_a_one_line_error(int8_model, scan_files, tmp_path):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    result = run("--json", "--model", int8_model, loop, scan_files[0])
+    assert result.exit_code == 1
+    assert [r["status"] for r in json_records(result)] == ["error", "ok"]
+    assert len(one_line_errors(result)) == 1
+
+
 def test_table_reports_failures_in_its_footer(int8_model, scan_files, tmp_path):
     result = run("--model", int8_model, scan_files[0], tmp_path / "missing.png")
     assert result.exit_code == 1

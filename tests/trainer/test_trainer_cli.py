@@ -135,3 +135,10 @@ def test_same_seed_trains_the_same_model(tmp_path, dataset_dir, invoke_train):
         assert result.exit_code == 0, result.output
         histories.append(json.loads((tmp_path / name / "history.json").read_text()))
     assert histories[0] == histories[1]
+
+
+def test_unwritable_out_exits_2_before_training(tmp_path, dataset_dir, invoke_train):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke_train("--data", dataset_dir, "--out", blocker / "run")
+    assert result.exit_code == EXIT_USAGE and "cannot create the run folder" in result.output

@@ -15,6 +15,7 @@ from trainer.dataset import (
     UnreadableScans,
     decode_scans,
     find_duplicates,
+    label_of,
     leak_free_test,
     leaked_test_files,
     limit_per_class,
@@ -32,6 +33,13 @@ def test_vendored_counts_and_labels_follow_folders(dataset_dir):
         assert tuple(counts[label] for label in range(3)) == expected
         assert all(s.rel_path.split("/")[1] == CLASS_NAMES[s.label] for s in samples)
         assert all(s.rel_path.startswith(f"{split}/") for s in samples)
+        assert all(label_of(s.rel_path) == s.label for s in samples)
+
+
+def test_label_of_a_file_outside_the_classes_is_a_dataset_error():
+    assert label_of("val/b/x.png", ["a", "b"]) == 1
+    with pytest.raises(DatasetError, match="'Unknown' is not one of the classes"):
+        label_of("train/Unknown/x.png")
 
 
 def test_kaggle_layout_with_mixed_formats_and_sizes(kaggle_like_dataset):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -44,6 +48,20 @@ def test_colourfulness_separates_gray_from_colour(tmp_path, train_scan_path):
     Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "photo.png")
     assert file_colourfulness(tmp_path / "photo.png") > 50
     assert file_colourfulness(train_scan_path) < 8  # a training scan stored as RGB JPEG
+
+
+def test_colourfulness_of_a_readable_but_odd_file_prints_no_warning(tmp_path):
+    # A TIFF whose PlanarConfiguration tag points past the end: Pillow warns and reads on.
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(buffer, format="TIFF")
+    data = bytearray(buffer.getvalue())
+    entry = data.find(struct.pack("<HH", 284, 3))
+    data[entry : entry + 12] = struct.pack("<HHII", 284, 4, 1000, len(data) + 100)
+    odd = tmp_path / "odd.tif"
+    odd.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert file_colourfulness(odd) > 50
 
 
 def test_unfitted_settings_check_stability_only(toy_model):

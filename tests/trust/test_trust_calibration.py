@@ -103,6 +103,15 @@ def test_calibrate_command_exit_codes(calibrated_run, tmp_path):
     assert "Not a medical device" in runner.invoke(_calibrate_app(), ["--help"]).output
 
 
+def test_calibrate_a_corrupt_keras_model_exits_2_in_one_line(calibrated_run, tmp_path):
+    broken = tmp_path / "broken-run"
+    shutil.copytree(calibrated_run, broken)
+    (broken / "model.keras").write_bytes(b"not a keras archive")
+    result = CliRunner().invoke(_calibrate_app(), [str(broken)])
+    assert result.exit_code == 2
+    assert "not a loadable Keras model" in result.output and "Traceback" not in result.output
+
+
 def test_a_single_tflite_model_is_calibrated_from_its_training_section(calibrated_int8, tmp_path):
     model = tmp_path / calibrated_int8.name
     shutil.copy2(calibrated_int8, model)
