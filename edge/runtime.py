@@ -19,6 +19,7 @@ import numpy as np
 
 from edge.contract import first_line
 from edge.manifest import ManifestError, manifest_path, read_manifest, sha256_file
+from edge.trust import TrustSettings
 
 _RUNTIMES = (
     ("ai_edge_litert.interpreter", "Interpreter"),
@@ -64,6 +65,13 @@ class TFLiteClassifier:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._check_against_manifest()
+        self.trust_settings = self._trust_settings()
+
+    def _trust_settings(self) -> TrustSettings:
+        try:
+            return TrustSettings.from_manifest(self.manifest)
+        except ManifestError as error:
+            raise ModelError(f"{manifest_path(self.model_path)}: {error}") from None
 
     def probabilities(self, scan: np.ndarray) -> np.ndarray:
         """Class probabilities (dequantized model output) for one contract-shaped scan."""

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from edge.contract import PILLOW_FORMATS, ScanError, read_grayscale, resize_gray
+from edge.manifest import ManifestError
 
 FLAG_OK = "ok"
 FLAG_UNCERTAIN = "uncertain"
@@ -234,16 +235,34 @@ class TrustSettings:
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> TrustSettings:
-        calibration = manifest.get("calibration") or {}
-        trust = manifest.get("trust") or {}
-        return cls(
-            temperature=float(calibration.get("temperature", 1.0)),
-            min_confidence=float(trust.get("min_confidence", 0.0)),
-            gate_bounds={k: list(v) for k, v in trust.get("gate_bounds", {}).items()},
-            template=tuple(trust.get("chest_template", ())),
-            check_variants=bool(trust.get("check_variants", True)),
-            fitted=bool(trust),
-        )
+        """The manifest's calibration and trust sections; ManifestError when they are unusable
+        (a hand-edited or damaged manifest must not turn into a traceback on the first scan)."""
+        try:
+            calibration = manifest.get("calibration") or {}
+            trust = manifest.get("trust") or {}
+            settings = cls(
+                temperature=float(calibration.get("temperature", 1.0)),
+                min_confidence=float(trust.get("min_confidence", 0.0)),
+                gate_bounds={k: [float(b) for b in v]
+                             for k, v in trust.get("gate_bounds", {}).items()},
+                template=tuple(float(t) for t in trust.get("chest_template", ())),
+                check_variants=bool(trust.get("check_variants", True)),
+                fitted=bool(trust),
+            )
+        except (AttributeError, TypeError, ValueError) as error:
+            raise ManifestError(f"unusable calibration/trust section ({error})") from None
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ManifestError(f"calibration temperature {self.temperature} is not > 0")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ManifestError(f"trust min_confidence {self.min_confidence} is not in [0, 1]")
+        if any(len(bounds) != 2 for bounds in self.gate_bounds.values()):
+            raise ManifestError("trust gate_bounds must be [low, high] pairs")
+        if self.template and len(self.template) != TEMPLATE_SIDE * TEMPLATE_SIDE:
+            raise ManifestError(f"trust chest_template must hold {TEMPLATE_SIDE}x{TEMPLATE_SIDE} values")
 
     @property
     def template_array(self) -> np.ndarray | None:
@@ -279,8 +298,7 @@ def assess_with_classifier(classifier, path: str | Path, gray: np.ndarray) -> As
     """`assess` of the already decoded `gray` scan of `path` with an
     `edge.runtime.TFLiteClassifier` and its manifest's thresholds."""
     return assess(classifier_run_fn(classifier), gray, classifier.input_size,
-                  TrustSettings.from_manifest(classifier.manifest),
-                  colour=file_colourfulness(path))
+                  classifier.trust_settings, colour=file_colourfulness(path))
 
 
 def assess_file(run_fn: RunFn, path: str | Path, size: int, settings: TrustSettings) -> Assessment:

@@ -63,3 +63,16 @@ def test_table_shows_the_flag_and_lists_flagged_scans_with_reasons(
     assert "blank.png: out_of_distribution: " in result.stdout
     assert "flagged, do not rely on their labels" in result.stdout
     assert "Not a medical device" in result.stdout
+
+
+def test_a_damaged_trust_section_is_a_model_error_not_a_traceback(
+    calibrated_int8, committed_scans, tmp_path
+):
+    model = tmp_path / calibrated_int8.name
+    model.write_bytes(calibrated_int8.read_bytes())
+    manifest = json.loads(calibrated_int8.with_suffix(".json").read_text())
+    manifest["calibration"]["temperature"] = 0
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    result = run("--model", model, committed_scans[0])
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "temperature 0.0 is not > 0" in result.stderr and "Traceback" not in result.output
