@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import platform
 import resource
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +26,12 @@ from benchmarks.testset import TestSet, test_set_for_run
 from benchmarks.timing import distribution_ms
 from benchmarks.worker import Worker
 from convert.quantize import QUANTIZATIONS
-from edge.manifest import read_manifest, sha256_file, write_json_atomic
+from edge.manifest import library_versions, read_manifest, sha256_file, write_json_atomic
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "lungcnn_int8.tflite"
 REFERENCE_ARCH = "reference"
 REFERENCE_VARIANT = "float32"
 ROUND_WARMUP_CALLS = 2  # after the first timing round, to refill caches other processes evicted
-_VERSIONED = ("lungcnn", "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "numpy", "pillow")
 
 
 class BenchError(RuntimeError):
@@ -297,14 +294,6 @@ def machine_info(load_start: tuple[float, float, float]) -> dict:
     }
 
 
-def library_versions() -> dict:
-    versions = {"python": sys.version.split()[0]}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _cpu_model() -> str:

@@ -11,9 +11,7 @@ Everything is converted and checked in memory first; files are written only at t
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
-import platform
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
@@ -44,6 +42,7 @@ from edge.contract import first_line
 from edge.manifest import (
     ManifestError,
     base_manifest,
+    library_versions,
     manifest_path,
     read_manifest,
     sha256_file,
@@ -306,10 +305,7 @@ def _tflite_manifest(
                 "bytes": source.path.stat().st_size,
             },
             "converter": {**settings.to_json(), "options": asdict(options)},
-            "versions": {
-                name: _version(name) for name in ("tensorflow", "keras", "ai_edge_litert", "numpy")
-            }
-            | {"python": platform.python_version()},
+            "versions": library_versions(),
             "calibration_set": calibration.description if settings.needs_calibration else None,
             "training": {key: run[key] for key in TRAINING_KEYS if key in run},
         }
@@ -319,16 +315,10 @@ def _tflite_manifest(
     return manifest
 
 
-def _version(module_name: str) -> str:
-    try:
-        return importlib.import_module(module_name).__version__
-    except (ImportError, AttributeError):
-        return "unknown"
-
-
 def _runtime_name() -> str:
     package = interpreter_class().__module__.split(".")[0]
-    return f"{package} {_version(package)}"
+    distribution = package.replace("_", "-")  # ai_edge_litert -> ai-edge-litert
+    return f"{package} {library_versions().get(distribution, 'unknown')}"
 
 
 def _check_agreement(conversions: list[Conversion], min_agreement: float) -> None:

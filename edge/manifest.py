@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,11 @@ import numpy as np
 from edge.contract import CLASS_NAMES, ScanSpec
 
 MANIFEST_FORMAT = "lungcnn-manifest/1"
+# Libraries whose versions a model's numbers depend on, by distribution name.
+_TRACKED_DISTRIBUTIONS = (
+    "lungcnn", "tensorflow", "tensorflow-cpu", "keras", "ai-edge-litert", "tflite-runtime",
+    "numpy", "pillow", "scikit-learn", "pydicom",
+)
 
 
 class ManifestError(ValueError):
@@ -82,6 +89,18 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def library_versions() -> dict[str, str]:
+    """Python and the installed tracked libraries (TensorFlow as "tensorflow" whichever wheel)."""
+    versions = {"python": platform.python_version()}
+    for name in _TRACKED_DISTRIBUTIONS:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        versions["tensorflow" if name == "tensorflow-cpu" else name] = version
+    return versions
 
 
 def sha256_file(path: str | Path) -> str:

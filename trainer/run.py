@@ -7,16 +7,14 @@ is the shared contract read by convert, edge and benchmarks.
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from edge.manifest import base_manifest, sha256_file, write_json_atomic
+from edge.manifest import base_manifest, library_versions, sha256_file, write_json_atomic
 from trainer.architectures import ArchSpec
 from trainer.config import TrainConfig
 from trainer.dataset import (
@@ -33,7 +31,6 @@ from trainer.dataset import (
 )
 from trainer.metrics import evaluate
 
-_VERSIONED = ("lungcnn", "numpy", "pillow", "scikit-learn", "ai-edge-litert")
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def _manifest(
             "model_sha256": sha256_file(model_path),
             "data_dir": str(data_dir.resolve()),
             "split": {"seed": config.split_seed, **split, "sha256": split_sha256(split)},
-            "versions": _versions(),
+            "versions": library_versions(),
         }
     )
     return manifest
@@ -165,19 +162,3 @@ def _rows(decoded: DecodedScans, samples: list[Sample]) -> np.ndarray:
     position = {s.rel_path: i for i, s in enumerate(decoded.samples)}
     return np.array([position[s.rel_path] for s in samples], dtype=np.int64)
 
-
-def _versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-
-    versions = {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
-    for package in _VERSIONED:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions

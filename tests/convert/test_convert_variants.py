@@ -74,7 +74,7 @@ def test_manifest_carries_the_run_it_came_from(tiny_tflite_models, tiny_keras_ru
         assert manifest["training"]["arch"] == run["arch"]
         assert manifest["source_model"]["path"] == "model.keras"
         assert manifest["source_model"]["sha256"] == run["model_sha256"]
-        assert {"tensorflow", "keras", "ai_edge_litert"} <= set(manifest["versions"])
+        assert {"tensorflow", "keras", "ai-edge-litert"} <= set(manifest["versions"])
         assert manifest["converter"]["quantization"] == quantization
         calibration = manifest["calibration_set"]
         if quantization == "int8":
