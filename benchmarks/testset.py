@@ -6,12 +6,19 @@ Files are decoded once (edge.contract) and resized per model input size on deman
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from edge.contract import ScanError, read_grayscale, resize_gray
-from trainer.dataset import Sample, leak_free_test, limit_per_class, list_split
+from trainer.dataset import (
+    DatasetError,
+    Sample,
+    label_of,
+    leak_free_test,
+    limit_per_class,
+    list_split,
+)
 
 
 class TestSetError(ValueError):
@@ -53,7 +60,7 @@ def test_set_for_run(
         if not root.is_dir():
             raise TestSetError(f"dataset folder {root} of the run manifest not found (pass --data DIR)")
         split = run_manifest.get("split", {})
-        test = [Sample(rel, _label(rel, class_names)) for rel in split.get("test", [])]
+        test = _samples(split.get("test", []), class_names)
         dedup = split.get("test_dedup")
         leak_free = set(dedup) if dedup is not None else {s.rel_path for s in leak_free_test(root)}
     test = limit_per_class(test, scans_per_class)
@@ -68,11 +75,11 @@ def test_set_for_run(
     )
 
 
-def _label(rel_path: str, class_names: list[str]) -> int:
-    folder = PurePosixPath(rel_path).parent.name
-    if folder not in class_names:
-        raise TestSetError(f"{rel_path}: folder {folder!r} is not a class of the model")
-    return class_names.index(folder)
+def _samples(rel_paths: list[str], class_names: list[str]) -> list[Sample]:
+    try:
+        return [Sample(rel, label_of(rel, class_names)) for rel in rel_paths]
+    except DatasetError as error:
+        raise TestSetError(str(error)) from None
 
 
 def _read(root: Path, rel_path: str) -> np.ndarray:

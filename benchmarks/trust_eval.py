@@ -41,6 +41,7 @@ from edge.trust import (
     file_colourfulness,
 )
 from trainer.calibration import expected_calibration_error
+from trainer.dataset import label_of
 
 COVERAGES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 LOW_RESOLUTION_SIDE = 128
@@ -98,7 +99,7 @@ def evaluate_trust(
     size = classifier.input_size
     run_fn = classifier_run_fn(classifier)
     class_names = list(classifier.class_names)
-    test = [(data_dir / rel, class_names.index(Path(rel).parent.name)) for rel in split["test"]]
+    test = [(data_dir / rel, label_of(rel, class_names)) for rel in split["test"]]
     grays = [read_grayscale(path) for path, _ in test]
     colours = [file_colourfulness(path) for path, _ in test]
     labels = np.array([label for _, label in test])
