@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ import numpy as np
 from benchmarks.config import BenchConfig
 from benchmarks.quality import quality_report
 from benchmarks.robustness import ACQUISITION_CHANGES, label_stability
-from benchmarks.runtimes import KERAS, open_classifier, predict_all, runtime_of
+from benchmarks.runtimes import KERAS, LITERT, open_classifier, predict_all, runtime_of
 from benchmarks.testset import TestSet, test_set_for_run
 from benchmarks.timing import distribution_ms
+from benchmarks.trust import evaluate_trust, shift_proxies
 from benchmarks.worker import Worker
 from convert.quantize import QUANTIZATIONS
+from edge.contract import first_line
 from edge.manifest import library_versions, read_manifest, sha256_file, write_json_atomic
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "lungcnn_int8.tflite"
@@ -54,7 +57,9 @@ def run_benchmark(config: BenchConfig, command: str, log=print) -> Measured:
         from benchmarks.seeds import multi_seed
 
         seeds = multi_seed(config, log)
-    phase_s = dict.fromkeys(("convert", "quality_and_robustness", "speed_and_cost"), 0.0)
+    open_set = open_set_reports(config, log) if config.open_set else None
+    phase_s = dict.fromkeys(
+        ("convert", "calibrate", "quality_and_robustness", "trust", "speed_and_cost"), 0.0)
     runs = [benchmark_run(Path(run_dir), config, phase_s, log) for run_dir in config.runs]
     with _phase(phase_s, "speed_and_cost"):
         samples = measure_speed(runs, config, log)
@@ -69,6 +74,7 @@ def run_benchmark(config: BenchConfig, command: str, log=print) -> Measured:
         "notes": NOTES,
         "runs": runs,
         "seeds": seeds,
+        "open_set": open_set,
         "phase_s": {phase: round(seconds, 1) for phase, seconds in phase_s.items()},
         "elapsed_s": round(time.monotonic() - started, 1),
         # CPU time of this process and its finished children: what the benchmark costs on an
@@ -76,6 +82,25 @@ def run_benchmark(config: BenchConfig, command: str, log=print) -> Measured:
         "cpu_s": round(_cpu_seconds() - cpu_start, 1),
     }
     return Measured(result, samples)
+
+
+def open_set_reports(config: BenchConfig, log) -> dict[str, dict]:
+    """The open-set proxy (benchmarks.open_set) of each benchmarked run's architecture."""
+    from benchmarks.open_set import open_set_proxy
+
+    reports = {}
+    for run_dir in config.runs:
+        manifest = read_manifest(Path(run_dir) / "model.keras")
+        arch = manifest.get("arch")
+        if arch in reports:
+            continue
+        data_dir = Path(config.data_dir or manifest["data_dir"])
+        try:
+            reports[arch] = open_set_proxy(arch, data_dir, log)
+        except KeyError:
+            raise BenchError(f"{run_dir}: architecture {arch!r} is not in the registry; "
+                             "--open-set trains registered architectures only") from None
+    return reports
 
 
 def _cpu_seconds() -> float:
@@ -100,6 +125,18 @@ NOTES = {
     "(benchmarks.robustness)",
     "vs_reference_float32": "p50 latency divided by the reference run's float32 TFLite p50 "
     "at the same thread count, measured in this same benchmark",
+    "trust": "TFLite variants only (Keras: null; the device runs the .tflite model): the flags "
+    "edge-classify gives (edge.trust.assess_with_classifier) with the thresholds in the "
+    "model's manifest, fitted on the run's "
+    "train/validation files only by `lungcnn calibrate` (run first when a variant has none); "
+    "the test scans are only read (benchmarks.trust). test / test_dedup / shift_proxies: "
+    "accuracy, abstain_rate (any flag but ok), accepted_accuracy, wrong_flagged (share of "
+    "wrong answers not flagged ok), risk_coverage (accuracy of the most stable share of scans; "
+    "stability = calibrated confidence averaged over the scan and its re-acquired copies); "
+    "shift_proxies: the test scans shrunk to 128 px and saved as JPEG quality 30, and each "
+    "robustness change; non_xray: share of benchmarks.ood_images refused as "
+    "out_of_distribution; ece_before/after: 15-bin ECE on test without and with the "
+    "temperature; heatmap_ms_one_thread: occlusion heatmap (edge.heatmap) on one thread",
 }
 
 
@@ -111,6 +148,8 @@ def benchmark_run(run_dir: Path, config: BenchConfig, phase_s: dict, log) -> dic
     manifest = read_manifest(keras_path)
     with _phase(phase_s, "convert"):
         variants = ensure_variants(keras_path, config.data_dir, log)
+    with _phase(phase_s, "calibrate"):
+        ensure_calibrated(run_dir, variants, config.data_dir, log)
     test_set = test_set_for_run(manifest, config.data_dir, config.scans_per_class)
     size = manifest["input"]["size"]
     log(f"{run_dir.name}: {manifest.get('arch')} at {size}px, {len(test_set.files)} test scans "
@@ -132,6 +171,10 @@ def benchmark_run(run_dir: Path, config: BenchConfig, phase_s: dict, log) -> dic
             "cost": {"file_bytes": path.stat().st_size},
             "robustness": robustness,
         })
+    with _phase(phase_s, "trust"):
+        trust = trust_reports(variants, test_set, config, changes, log)
+    for entry in entries:
+        entry["trust"] = trust.get(entry["variant"])
     return {
         "run": run_dir.name,
         "run_dir": str(run_dir),
@@ -169,6 +212,44 @@ def ensure_variants(keras_path: Path, data_dir: Path | None, log) -> dict[str, P
         except ConvertError as error:
             raise BenchError(str(error)) from None
     return {KERAS: keras_path, **targets}
+
+
+def ensure_calibrated(run_dir: Path, variants: dict[str, Path], data_dir: Path | None,
+                      log) -> None:
+    """Calibrate the run (`lungcnn calibrate`: train/validation only, every manifest of the
+    run) when a TFLite variant's manifest has no trust thresholds."""
+    from trainer.calibration import calibrate_run
+
+    missing = [variant for variant, path in variants.items() if runtime_of(path) == LITERT
+               and not {"calibration", "trust"} <= read_manifest(path).keys()]
+    if not missing:
+        return
+    log(f"{run_dir.name}: calibrating ({', '.join(missing)} without trust thresholds)")
+    try:
+        calibrate_run(run_dir, data_dir, echo=lambda line: log(f"  {line}"))
+    except (KeyError, ValueError, OSError) as error:  # ManifestError, ScanError are ValueErrors
+        raise BenchError(f"{run_dir}: calibration failed ({first_line(error)})") from None
+
+
+def trust_reports(variants: dict[str, Path], test_set: TestSet, config: BenchConfig,
+                  changes: dict, log) -> dict[str, dict]:
+    """The trust report (benchmarks.trust) of every TFLite variant, by variant."""
+    from benchmarks.ood_images import write_non_xray_images
+
+    proxies = shift_proxies(changes)
+    if config.trust_proxies is not None:
+        proxies = {name: proxies[name] for name in config.trust_proxies}
+    reports = {}
+    with tempfile.TemporaryDirectory() as folder:
+        non_xray = write_non_xray_images(folder)
+        for variant, path in variants.items():
+            if runtime_of(path) != LITERT:
+                continue
+            log(f"  {variant}: trust")
+            reports[variant] = evaluate_trust(
+                path, test_set, non_xray, proxies, threads=max(config.threads),
+                heatmap_calls=config.heatmap_calls, echo=lambda line: log(f"    {line}"))
+    return reports
 
 
 def _predictions(

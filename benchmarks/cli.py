@@ -13,6 +13,7 @@ import typer
 from benchmarks.config import (
     DEFAULT_OUT,
     DEFAULT_TIMED_CALLS,
+    QUICK_HEATMAP_CALLS,
     QUICK_KERAS_BATCH,
     QUICK_TIMED_CALLS,
     QUICK_WARMUP_CALLS,
@@ -43,18 +44,30 @@ def bench_command(
     timed_calls: Annotated[Optional[int], typer.Option(
         min=1, help=f"Timed calls per latency distribution (default: {DEFAULT_TIMED_CALLS}, "
         f"{QUICK_TIMED_CALLS} with --quick).", show_default=False)] = None,
+    open_set: Annotated[bool, typer.Option(
+        "--open-set", help="Also measure the open-set proxy (benchmarks/open_set.py): for each "
+        "class, train each run's architecture without it, fit the trust thresholds as "
+        "`lungcnn calibrate` does, and count how many scans of the unseen class get flagged. "
+        "Reads train/ only. Slow: three trainings per architecture (about 15 minutes for "
+        "dsconv-std-160 on 2 shared cores).")] = False,
     quick: Annotated[bool, typer.Option(
-        "--quick", help="Smoke run: two test scans per class and fewer calls. Not a measurement.")]
+        "--quick", help="Smoke run: two test scans per class, fewer calls, two shift proxies. "
+        "Not a measurement.")]
     = False,
 ) -> None:
     """Benchmark quality (accuracy and macro AUC with 95% intervals, per-class F1, agreement
     with Keras, on the test split and its leak-free subset), speed (invoke and end-to-end
     latency percentiles at 1 thread and all cores), cost (file size, load time, peak memory)
     and robustness (label stability under acquisition changes) of each run's Keras model and
-    TFLite variants. Without --seeds it takes under 10 minutes on 2 cores.
+    TFLite variants, and the trust flags of each TFLite variant (abstention, risk-coverage,
+    wrong answers flagged, on the test split and shift proxies; non-X-ray images refused;
+    ECE; heatmap time). A run whose models lack trust thresholds is calibrated first
+    (`lungcnn calibrate`, train/validation only). Without --seeds it takes under 10 minutes
+    on 2 cores.
 
     Exit codes: 0 written; 1 a measurement failed; 2 usage error (no run found, bad run
-    directory or model, conversion failed, dataset missing, --out not writable, bad option).
+    directory or model, conversion or calibration failed, dataset missing, --out not
+    writable, bad option).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from benchmarks.bench import BenchError, default_runs, run_benchmark, write_results
@@ -72,8 +85,10 @@ def bench_command(
     try:
         config = BenchConfig(
             runs=runs, out_dir=out, name=name, data_dir=data, seeds=seeds, quick=quick,
+            open_set=open_set,
             timed_calls=timed_calls or (QUICK_TIMED_CALLS if quick else DEFAULT_TIMED_CALLS),
-            **({"warmup_calls": QUICK_WARMUP_CALLS, "keras_batch": QUICK_KERAS_BATCH} if quick else {}),
+            **({"warmup_calls": QUICK_WARMUP_CALLS, "keras_batch": QUICK_KERAS_BATCH,
+                "heatmap_calls": QUICK_HEATMAP_CALLS} if quick else {}),
         )
     except ValueError as error:
         _fail(EXIT_USAGE, f"invalid option: {error}")
@@ -103,6 +118,7 @@ def command_line(config) -> str:
     words += ["--out", str(config.out_dir), "--name", config.name,
               "--timed-calls", str(config.timed_calls)]
     words += ["--seeds", str(config.seeds)] if config.seeds else []
+    words += ["--open-set"] if config.open_set else []
     words += ["--quick"] if config.quick else []
     return shlex.join(words)
 

@@ -50,6 +50,7 @@ from edge.manifest import (
     write_json_atomic,
 )
 from edge.runtime import ModelError, interpreter_class
+from trainer.architectures import with_features_output
 
 # What the TFLite manifest copies from the run manifest, so readers never retype it.
 TRAINING_KEYS = ("arch", "config", "seed", "split", "model_sha256", "data_dir", "versions")
@@ -87,6 +88,7 @@ class Conversion:
 class _Source:
     path: Path
     model: object
+    export_model: object  # the model with its features output, when it has one
     run_manifest: dict
     size: int
     data_dir: Path
@@ -178,7 +180,8 @@ def _load_source(model_path: Path, data_dir: Path | None) -> _Source:
     folder = data_dir or run_manifest.get("data_dir")  # None: a manifest without data_dir
     if folder is None or not Path(folder).is_dir():
         raise ConvertError(f"dataset folder {folder} not found (pass --data DIR)")
-    return _Source(model_path, model, run_manifest, size, Path(folder))
+    export_model = with_features_output(model, len(run_manifest["class_names"]))
+    return _Source(model_path, model, export_model, run_manifest, size, Path(folder))
 
 
 def _check_run_manifest(model_path: Path, run_manifest: dict) -> None:
@@ -245,7 +248,7 @@ def _convert(
 ) -> Conversion:
     images = calibration.images if settings.needs_calibration else None
     try:
-        content = build_tflite(source.model, settings, images)
+        content = build_tflite(source.export_model, settings, images)
     except Exception as error:  # the converter's own errors are long MLIR dumps
         raise ConvertError(
             f"{source.path}: {settings.quantization} conversion failed ({first_line(error)})"
@@ -289,7 +292,9 @@ def _tflite_manifest(
     options: ConvertOptions,
 ) -> dict:
     run = source.run_manifest
-    input_detail, output_detail = tensor_details(content)
+    input_detail, output_detail, features_detail = tensor_details(
+        content, len(run["class_names"]), target.name
+    )
     manifest = base_manifest(target, size=source.size, kind="tflite")
     manifest["class_names"] = list(run["class_names"])
     manifest["input"].update(tensor_summary(input_detail))
@@ -310,6 +315,9 @@ def _tflite_manifest(
             "training": {key: run[key] for key in TRAINING_KEYS if key in run},
         }
     )
+    if features_detail is not None:
+        manifest["features_output"] = {"dim": int(features_detail["shape"][-1]),
+                                       **tensor_summary(features_detail)}
     # No "calibration"/"trust" sections: `lungcnn calibrate` fits them on each variant's own
     # predictions; a copy of the Keras model's would be wrong for int8.
     return manifest

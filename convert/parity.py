@@ -13,7 +13,7 @@ import numpy as np
 
 from convert.errors import ConvertError
 from convert.scans import load_scans
-from edge.runtime import TFLiteClassifier, interpreter_class
+from edge.runtime import TFLiteClassifier, interpreter_class, split_outputs
 from trainer.dataset import DatasetError, label_of
 
 # test_dedup: the test files that duplicate no training file (the release leaks some).
@@ -69,10 +69,13 @@ def tflite_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:
     return np.array([classifier.probabilities(image) for image in images], dtype=np.float64)
 
 
-def tensor_details(model_content: bytes) -> tuple[dict, dict]:
-    """(input, output) tensor details as the runtime reports them."""
+def tensor_details(
+    model_content: bytes, classes: int, name: str
+) -> tuple[dict, dict, dict | None]:
+    """(input, probabilities, features or None) tensor details as the runtime reports them."""
     interpreter = interpreter_class()(model_content=model_content)
-    return interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    return (interpreter.get_input_details()[0],
+            *split_outputs(interpreter.get_output_details(), classes, Path(name)))
 
 
 def tensor_summary(detail: dict) -> dict:

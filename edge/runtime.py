@@ -63,22 +63,49 @@ class TFLiteClassifier:
         self.input_size: int = self.manifest["input"]["size"]
         self._interpreter = _open_interpreter(self.model_path, threads)
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._output, self._features_output = split_outputs(
+            self._interpreter.get_output_details(), len(self.class_names), self.model_path
+        )
         self._check_against_manifest()
         self.trust_settings = self._trust_settings()
 
     def _trust_settings(self) -> TrustSettings:
         try:
-            return TrustSettings.from_manifest(self.manifest)
+            settings = TrustSettings.from_manifest(self.manifest)
         except ManifestError as error:
             raise ModelError(f"{manifest_path(self.model_path)}: {error}") from None
+        distance = settings.feature_distance
+        if distance is not None and (
+            not self.has_features
+            or distance.whitening.shape[0] != int(self._features_output["shape"][-1])
+        ):
+            raise ModelError(f"{manifest_path(self.model_path)}: trust feature_distance does "
+                             "not fit the model's features output")
+        return settings
+
+    @property
+    def has_features(self) -> bool:
+        return self._features_output is not None
 
     def probabilities(self, scan: np.ndarray) -> np.ndarray:
         """Class probabilities (dequantized model output) for one contract-shaped scan."""
+        self._invoke(scan)
+        return self._read(self._output)
+
+    def features(self, scan: np.ndarray) -> np.ndarray:
+        """The model's feature vector (the input of its classifier layer) for one scan;
+        only for models converted with a features output (`has_features`)."""
+        if self._features_output is None:
+            raise ModelError(f"{self.model_path}: model has no features output")
+        self._invoke(scan)
+        return self._read(self._features_output)
+
+    def _invoke(self, scan: np.ndarray) -> None:
         self._interpreter.set_tensor(self._input["index"], self._quantize(scan))
         self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._output["index"])[0]
-        return self._dequantize(raw)
+
+    def _read(self, detail: dict) -> np.ndarray:
+        return _dequantize(self._interpreter.get_tensor(detail["index"])[0], detail)
 
     def predict(self, scan: np.ndarray) -> Prediction:
         return self.prediction(self.probabilities(scan))
@@ -105,12 +132,6 @@ class TFLiteClassifier:
             pixels = np.clip(pixels, limits.min, limits.max)
         return pixels.astype(dtype)
 
-    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
-        scale, zero_point = self._output["quantization"]
-        if np.issubdtype(raw.dtype, np.integer) and scale:
-            return (raw.astype(np.float32) - zero_point) * scale
-        return raw.astype(np.float32)
-
     def _check_against_manifest(self) -> None:
         expected_sha256 = self.manifest.get("tflite_sha256")
         if expected_sha256 and expected_sha256 != sha256_file(self.model_path):
@@ -125,12 +146,32 @@ class TFLiteClassifier:
                 f"{self.model_path}: model input {input_shape} does not match its manifest "
                 f"(input.size {self.input_size} -> {expected})"
             )
-        outputs = int(self._output["shape"][-1])
-        if outputs != len(self.class_names):
-            raise ModelError(
-                f"{self.model_path}: model has {outputs} outputs but its manifest names "
-                f"{len(self.class_names)} classes"
-            )
+        features = self.manifest.get("features_output")
+        if features and (not self.has_features
+                         or int(self._features_output["shape"][-1]) != features.get("dim")):
+            raise ModelError(f"{self.model_path}: model's features output does not match its "
+                             "manifest (features_output.dim)")
+
+
+def split_outputs(details: list[dict], classes: int, model_path: Path) -> tuple[dict, dict | None]:
+    """(probabilities, features or None) among a model's output tensors: the probabilities
+    have one value per class; a second output, if any, is the feature vector."""
+    probabilities = [d for d in details if int(d["shape"][-1]) == classes]
+    others = [d for d in details if int(d["shape"][-1]) != classes]
+    if len(probabilities) != 1 or len(others) > 1:
+        shapes = ", ".join(str(tuple(int(v) for v in d["shape"])) for d in details)
+        raise ModelError(
+            f"{model_path}: model outputs {shapes} do not match the {classes} classes of its "
+            "manifest (expected one output of that many probabilities, optionally features)"
+        )
+    return probabilities[0], (others[0] if others else None)
+
+
+def _dequantize(raw: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(raw.dtype, np.integer) and scale:
+        return (raw.astype(np.float32) - zero_point) * scale
+    return raw.astype(np.float32)
 
 
 def _read_model_manifest(model_path: Path) -> dict:

@@ -3,8 +3,10 @@
 Every scan gets one of three flags, with a one-line reason:
   "ok"                  the checks below passed;
   "out_of_distribution" the image is unlike the training scans (colour photo, document,
-                        blank, no chest layout, far less fine detail than any training scan):
-                        the model was never shown such an input, so its answer means nothing;
+                        blank, no chest layout, far less fine detail than any training scan),
+                        or the model's own features of it are far from those of every
+                        training class: the model was never shown such an input, so its
+                        answer means nothing;
   "uncertain"           a chest X-ray, but the calibrated confidence, averaged over the scan
                         and a few slight re-acquisitions of it (downscaled and re-encoded,
                         blurred, other contrast, reframed), is below the threshold: the model
@@ -32,7 +34,8 @@ FLAG_OK = "ok"
 FLAG_UNCERTAIN = "uncertain"
 FLAG_OUT_OF_DISTRIBUTION = "out_of_distribution"
 # The fields of `Assessment.to_record`, in order: what a result line gains from this module.
-TRUST_FIELDS = ("flag", "reason", "calibrated_confidence", "stable_confidence")
+TRUST_FIELDS = ("flag", "reason", "calibrated_confidence", "stable_confidence",
+                "feature_distance")
 
 # Probabilities are clipped here before the temperature is applied: just below the int8 output
 # step (1/256), so a float model and its int8 conversion are calibrated alike.
@@ -43,6 +46,8 @@ SYMMETRY_SIDE = 64
 
 RunFn = Callable[[np.ndarray], np.ndarray]
 """A model: uint8 batch (n, size, size, 1) of raw 0-255 pixels -> probabilities (n, classes)."""
+FeaturesFn = Callable[[np.ndarray], np.ndarray]
+"""A model's features: one (size, size, 1) uint8 scan -> its feature vector (dim,)."""
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -219,6 +224,35 @@ def gate_failures(features: dict[str, float], bounds: dict[str, list[float]]) ->
     return reasons
 
 
+# --- distance to the training scans in the model's feature space ---
+
+
+@dataclass(frozen=True)
+class FeatureDistance:
+    """Mahalanobis distance to the nearest training class mean, with the covariance shared by
+    the classes (Lee et al., 2018): `whitening` W maps a difference d to W d, whose length is
+    the distance. `threshold` is the largest distance a scan may have and still be trusted."""
+
+    class_means: np.ndarray  # (classes, dim)
+    whitening: np.ndarray  # (dim, dim)
+    threshold: float
+
+    @classmethod
+    def from_json(cls, section: dict) -> FeatureDistance:
+        means = np.asarray(section["class_means"], dtype=np.float64)
+        whitening = np.asarray(section["whitening"], dtype=np.float64)
+        if means.ndim != 2 or whitening.shape != (means.shape[1], means.shape[1]):
+            raise ValueError("class_means must be (classes, dim) and whitening (dim, dim)")
+        threshold = float(section["threshold"])
+        if not (np.isfinite(threshold) and threshold > 0):
+            raise ValueError(f"threshold {threshold} is not > 0")
+        return cls(means, whitening, threshold)
+
+    def distance(self, features: np.ndarray) -> float:
+        differences = np.asarray(features, dtype=np.float64)[None] - self.class_means
+        return float(np.linalg.norm(differences @ self.whitening.T, axis=1).min())
+
+
 # --- settings and the decision ---
 
 
@@ -231,6 +265,7 @@ class TrustSettings:
     gate_bounds: dict[str, list[float]] = field(default_factory=dict)
     template: tuple[float, ...] = ()
     check_variants: bool = True
+    feature_distance: FeatureDistance | None = None
     fitted: bool = False
 
     @classmethod
@@ -247,9 +282,11 @@ class TrustSettings:
                              for k, v in trust.get("gate_bounds", {}).items()},
                 template=tuple(float(t) for t in trust.get("chest_template", ())),
                 check_variants=bool(trust.get("check_variants", True)),
+                feature_distance=(FeatureDistance.from_json(trust["feature_distance"])
+                                  if trust.get("feature_distance") else None),
                 fitted=bool(trust),
             )
-        except (AttributeError, TypeError, ValueError) as error:
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise ManifestError(f"unusable calibration/trust section ({error})") from None
         settings._validate()
         return settings
@@ -282,15 +319,19 @@ class Assessment:
     raw_probabilities: np.ndarray
     variant_labels: dict[str, int]
     features: dict[str, float]
+    feature_distance: float | None = None
 
     def to_record(self) -> dict:
-        """Flat fields for a result line (JSON or CSV): the flag, its reason and the
-        calibrated confidence of the label (also averaged over the re-acquired variants)."""
+        """Flat fields for a result line (JSON or CSV): the flag, its reason, the
+        calibrated confidence of the label (also averaged over the re-acquired variants) and
+        the distance to the training scans in feature space (None without that check)."""
         return {
             "flag": self.flag,
             "reason": self.reason,
             "calibrated_confidence": round(self.confidence, 4),
             "stable_confidence": round(self.stability, 4),
+            "feature_distance": (None if self.feature_distance is None
+                                 else round(self.feature_distance, 3)),
         }
 
 
@@ -298,22 +339,36 @@ def assess_with_classifier(classifier, path: str | Path, gray: np.ndarray) -> As
     """`assess` of the already decoded `gray` scan of `path` with an
     `edge.runtime.TFLiteClassifier` and its manifest's thresholds."""
     return assess(classifier_run_fn(classifier), gray, classifier.input_size,
-                  classifier.trust_settings, colour=file_colourfulness(path))
+                  classifier.trust_settings, colour=file_colourfulness(path),
+                  features_fn=classifier_features_fn(classifier))
 
 
-def assess_file(run_fn: RunFn, path: str | Path, size: int, settings: TrustSettings) -> Assessment:
+def assess_file(
+    run_fn: RunFn,
+    path: str | Path,
+    size: int,
+    settings: TrustSettings,
+    features_fn: FeaturesFn | None = None,
+) -> Assessment:
     """Decode `path` through the contract and assess it; raises edge.contract.ScanError."""
     gray = read_grayscale(path)
-    return assess(run_fn, gray, size, settings, colour=file_colourfulness(path))
+    return assess(run_fn, gray, size, settings, colour=file_colourfulness(path),
+                  features_fn=features_fn)
 
 
 def assess(
-    run_fn: RunFn, gray: np.ndarray, size: int, settings: TrustSettings, colour: float = 0.0
+    run_fn: RunFn,
+    gray: np.ndarray,
+    size: int,
+    settings: TrustSettings,
+    colour: float = 0.0,
+    features_fn: FeaturesFn | None = None,
 ) -> Assessment:
     """Run the model on the scan and its acquisition variants and decide a flag.
 
     `gray` is the decoded 2-D uint8 scan (`edge.contract.read_grayscale`), `colour` the
-    colourfulness of the file it came from (`file_colourfulness`).
+    colourfulness of the file it came from (`file_colourfulness`). The feature distance is
+    checked when the settings have one; it then needs `features_fn`.
     """
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ScanError("assess needs a 2-D uint8 grayscale scan")
@@ -322,7 +377,12 @@ def assess(
     raw = np.asarray(run_fn(np.stack([model_input, *variants.values()])), dtype=np.float64)
     calibrated = apply_temperature(raw, settings.temperature)
     features = image_features(gray, model_input, settings.template_array, colour)
-    return judge(raw[0], calibrated, list(variants), features, settings)
+    distance = None
+    if settings.feature_distance is not None:
+        if features_fn is None:
+            raise ValueError("the settings check the feature distance: pass features_fn")
+        distance = settings.feature_distance.distance(features_fn(model_input))
+    return judge(raw[0], calibrated, list(variants), features, settings, distance)
 
 
 def judge(
@@ -331,9 +391,11 @@ def judge(
     variant_names: list[str],
     features: dict[str, float],
     settings: TrustSettings,
+    feature_distance: float | None = None,
 ) -> Assessment:
     """The assessment from the model's outputs: `calibrated` has one row for the scan, then
-    one per acquisition variant. The first failing check wins, most severe first."""
+    one per acquisition variant; `feature_distance` is the scan's distance to the training
+    classes in feature space. The first failing check wins, most severe first."""
     label = int(np.argmax(calibrated[0]))
     variant_labels = {name: int(np.argmax(p)) for name, p in zip(variant_names, calibrated[1:])}
     stability = stable_confidence(calibrated, label)
@@ -344,6 +406,11 @@ def judge(
         flag, reason = FLAG_OUT_OF_DISTRIBUTION, "unlike the training X-rays: " + "; ".join(
             failures
         )
+    elif feature_distance is not None and feature_distance > settings.feature_distance.threshold:
+        flag = FLAG_OUT_OF_DISTRIBUTION
+        reason = (f"unlike the training X-rays to the model itself: its features are far from "
+                  f"those of every training class (distance {feature_distance:.1f} > "
+                  f"{settings.feature_distance.threshold:.1f})")
     elif stability < settings.min_confidence:
         flag = FLAG_UNCERTAIN
         reason = (f"unstable: the label changes when the scan is re-acquired as "
@@ -361,6 +428,7 @@ def judge(
         raw_probabilities=raw,
         variant_labels=variant_labels,
         features=features,
+        feature_distance=feature_distance,
     )
 
 
@@ -380,3 +448,8 @@ def classifier_run_fn(classifier) -> RunFn:
         return np.stack([classifier.probabilities(scan) for scan in batch])
 
     return run_fn
+
+
+def classifier_features_fn(classifier) -> FeaturesFn | None:
+    """The classifier's `features`, or None for a model without a features output."""
+    return classifier.features if classifier.has_features else None

@@ -52,6 +52,24 @@ def build_reference(input_size: int) -> keras.Model:
     )
 
 
+# Feature vectors wider than this get no features output: a distance in the reference model's
+# 27,556-wide Flatten space would need far more training scans than there are.
+MAX_FEATURE_DIM = 256
+
+
+def with_features_output(model: keras.Model, classes: int) -> keras.Model:
+    """The model with a second output, the input of its classifier layer, so the device can
+    measure how far a scan is from the training scans in the model's own feature space.
+    Unchanged when that input is not a small flat vector."""
+    import keras
+
+    features = model.layers[-1].input
+    dim = features.shape[-1]
+    if len(features.shape) != 2 or dim is None or dim > MAX_FEATURE_DIM or dim == classes:
+        return model
+    return keras.Model(model.inputs, [model.outputs[0], features], name=f"{model.name}_features")
+
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     "reference": ArchSpec(
         name="reference",

@@ -5,7 +5,9 @@ fitted with its own predictions, so an int8 model gets the thresholds of the int
   "calibration": temperature T (probabilities become softmax(log p / T)) and the expected
                  calibration error (ECE) before and after, on validation and on test;
   "trust":       thresholds for `edge.trust.assess`: the X-ray gate (image statistics of the
-                 training scans), the minimum calibrated confidence, the chest template.
+                 training scans), the minimum calibrated confidence, the chest template, and
+                 (for models with a features output) the class means, whitening and
+                 threshold of the distance to the training scans in feature space.
 Everything is fitted on the run's train/ and validation files only; test/ is only reported.
 
 The temperature is fitted on the validation scans together with their acquisition variants
@@ -34,6 +36,8 @@ from edge.trust import (
     PROB_FLOOR,
     TEMPLATE_SIDE,
     VARIANTS,
+    FeatureDistance,
+    FeaturesFn,
     RunFn,
     TrustSettings,
     acquisition_variants,
@@ -49,6 +53,10 @@ ECE_BINS = 15
 TEMPERATURE_RANGE = (0.25, 20.0)
 # Share of clean validation scans the confidence threshold may turn away on its own.
 CONFIDENCE_ABSTAIN_BUDGET = 0.03
+# Share of validation scans and their acquisition variants the feature distance may turn
+# away. Chosen, with the confidence budget, before the feature distance was measured on test:
+# small, because the test split may lose at most 10% and validation has only 50 scans.
+FEATURE_ABSTAIN_BUDGET = 0.02
 # Gate bounds: the 1st..99th percentile of the training scans, widened on each side by
 # GATE_MARGIN times the 1st..99th percentile spread (an a-priori rule, not tuned to any
 # non-X-ray set).
@@ -130,8 +138,10 @@ def calibrate_model(
     data_dir: Path,
     split: dict[str, list[str]],
     class_names: list[str] | tuple[str, ...] = CLASS_NAMES,
+    features_fn: FeaturesFn | None = None,
 ) -> tuple[dict, dict]:
-    """Fit the temperature and trust thresholds of one model; returns (calibration, trust)."""
+    """Fit the temperature and trust thresholds of one model; returns (calibration, trust).
+    With `features_fn` (a model with a features output) also the feature distance."""
     if not split.get("train") or not split.get("val"):
         raise ValueError("the run's split has no training or no validation files")
     train = _load_split(data_dir, split["train"], class_names)
@@ -183,12 +193,19 @@ def calibrate_model(
         "validation scans, of the calibrated confidence averaged over scan and variants",
         "fitted_on": "train (gate, template), validation (temperature, confidence)",
     }
+    val_distances = None
+    if features_fn is not None:
+        trust["feature_distance"], val_distances = fit_feature_distance(
+            features_fn, train, val, size)
+        trust["fitted_on"] = ("train (gate, template, feature means and covariance), "
+                              "validation (temperature, confidence, feature threshold)")
     settings = TrustSettings.from_manifest(
         {"calibration": {"temperature": temperature}, "trust": trust}
     )
     flags = np.array([
         judge(blocks[i, 0], calibrated[i], list(VARIANTS),
-              _features(item, size, settings.template_array), settings).flag
+              _features(item, size, settings.template_array), settings,
+              None if val_distances is None else float(val_distances[i, 0])).flag
         for i, item in enumerate(val)
     ])
     trust["val_flags"] = {flag: float(np.mean(flags == flag))
@@ -196,13 +213,63 @@ def calibrate_model(
     return calibration, trust
 
 
+def fit_feature_distance(
+    features_fn: FeaturesFn, train: list[tuple], val: list[tuple], size: int
+) -> tuple[dict, np.ndarray]:
+    """Class means and a shrunk shared covariance of the training scans' features; the
+    threshold is the (1 - FEATURE_ABSTAIN_BUDGET) quantile of the distances of the validation
+    scans and their acquisition variants. Returns the manifest section and those distances,
+    (validation scans, 1 + variants)."""
+    features = np.stack([features_fn(resize_gray(gray, size)) for gray, _, _ in train])
+    labels = np.array([label for _, label, _ in train])
+    means, whitening = fit_whitening(features, labels)
+    section = {"class_means": _significant(means), "whitening": _significant(whitening),
+               "threshold": 1.0}
+    stored = FeatureDistance.from_json(section)  # measure with exactly what the device reads
+    distances = np.array([
+        [stored.distance(features_fn(image)) for image in _with_variants(gray, size)]
+        for gray, _, _ in val
+    ])
+    section["threshold"] = float(f"{np.quantile(distances, 1 - FEATURE_ABSTAIN_BUDGET):.6g}")
+    section["rule"] = (
+        "Mahalanobis distance to the nearest class mean of the training scans' features (the "
+        "classifier layer's input), covariance shared by the classes with Ledoit-Wolf "
+        f"shrinkage; threshold: the {1 - FEATURE_ABSTAIN_BUDGET:.0%} quantile over validation "
+        "scans and their acquisition variants")
+    section["train_files"] = len(train)
+    return section, distances
+
+
+def fit_whitening(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(means of the classes present, W) with W = S^(-1/2), S the shrunk covariance of the
+    features around their class means."""
+    from sklearn.covariance import LedoitWolf
+
+    features = np.asarray(features, dtype=np.float64)
+    present = np.unique(labels)
+    means = np.stack([features[labels == c].mean(axis=0) for c in present])
+    centred = features - means[np.searchsorted(present, labels)]
+    covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues = np.maximum(eigenvalues, eigenvalues.max() * 1e-6)
+    return means, (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
+
+
+def _significant(values: np.ndarray, digits: int = 7) -> list:
+    """Nested lists of floats with `digits` significant digits (float32 precision): the
+    whitening can be large along directions the training features barely vary in, so a
+    fixed number of decimals would not do."""
+    return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(values).tolist()
+
+
+def _with_variants(gray: np.ndarray, size: int) -> list[np.ndarray]:
+    model_input = resize_gray(gray, size)
+    return [model_input, *acquisition_variants(model_input).values()]
+
+
 def _predict_with_variants(run_fn: RunFn, items: list[tuple], size: int) -> np.ndarray:
     """Probabilities of each scan followed by its acquisition variants: (n, 1 + V, classes)."""
-    rows = []
-    for gray, _, _ in items:
-        model_input = resize_gray(gray, size)
-        rows.append(np.asarray(run_fn(np.stack([model_input,
-                                                *acquisition_variants(model_input).values()]))))
+    rows = [np.asarray(run_fn(np.stack(_with_variants(gray, size)))) for gray, _, _ in items]
     return np.stack(rows).astype(np.float64)
 
 
@@ -234,21 +301,37 @@ def _predict(run_fn: RunFn, inputs: list[np.ndarray], batch: int = 16) -> np.nda
     )
 
 
-def keras_run_fn(model_path: Path) -> RunFn:
+def keras_model_fns(model_path: Path) -> tuple[RunFn, FeaturesFn | None]:
     from tensorflow import keras
 
     try:
         model = keras.models.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
         raise ValueError(f"{model_path}: not a loadable Keras model ({first_line(error)})") from None
-    return lambda batch: np.asarray(model.predict_on_batch(batch.astype(np.float32)))
+    return keras_fns(model)
 
 
-def tflite_run_fn(model_path: Path) -> RunFn:
+def keras_fns(model) -> tuple[RunFn, FeaturesFn | None]:
+    """(probabilities, features) of a Keras model; features as its converted .tflite has them."""
+    from trainer.architectures import with_features_output
+
+    both = with_features_output(model, int(model.output_shape[-1]))
+
+    def run_fn(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch.astype(np.float32)))
+
+    def features_fn(scan: np.ndarray) -> np.ndarray:
+        return np.asarray(both.predict_on_batch(scan[None].astype(np.float32))[1])[0]
+
+    return run_fn, (features_fn if both is not model else None)
+
+
+def tflite_model_fns(model_path: Path) -> tuple[RunFn, FeaturesFn | None]:
     from edge.runtime import TFLiteClassifier
-    from edge.trust import classifier_run_fn
+    from edge.trust import classifier_features_fn, classifier_run_fn
 
-    return classifier_run_fn(TFLiteClassifier(model_path))
+    classifier = TFLiteClassifier(model_path)
+    return classifier_run_fn(classifier), classifier_features_fn(classifier)
 
 
 def calibrate_run(
@@ -261,19 +344,20 @@ def calibrate_run(
         training = read_manifest(target).get("training") or {}
         if "split" not in training:
             raise ManifestError(f"{target}: manifest has no training split to calibrate on")
-        models, run = [(target, tflite_run_fn)], training
+        models, run = [(target, tflite_model_fns)], training
     else:
         keras_model = target / "model.keras"
         run = read_manifest(keras_model)
-        models = [(keras_model, keras_run_fn)] if keras_model.exists() else []
-        models += [(path, tflite_run_fn) for path in sorted(target.glob("model_*.tflite"))]
+        models = [(keras_model, keras_model_fns)] if keras_model.exists() else []
+        models += [(path, tflite_model_fns) for path in sorted(target.glob("model_*.tflite"))]
     data_dir = Path(data_dir or run["data_dir"])
     written = {}
-    for model_path, make_run_fn in models:
+    for model_path, model_fns in models:
         manifest = read_manifest(model_path)
+        run_fn, features_fn = model_fns(model_path)
         calibration, trust = calibrate_model(
-            make_run_fn(model_path), int(manifest["input"]["size"]), data_dir, run["split"],
-            manifest["class_names"],
+            run_fn, int(manifest["input"]["size"]), data_dir, run["split"],
+            manifest["class_names"], features_fn,
         )
         manifest["calibration"], manifest["trust"] = calibration, trust
         path = manifest_path(model_path)
@@ -290,8 +374,10 @@ def _summary(model_path: Path, calibration: dict, trust: dict) -> str:
         if key in calibration
     )
     flags = ", ".join(f"{k} {v:.0%}" for k, v in trust["val_flags"].items())
+    distance = trust.get("feature_distance")
+    limit = f"; feature distance <= {distance['threshold']:.2f}" if distance else ""
     return (f"{model_path.name}: T={calibration['temperature']:.3f}; ECE {ece}; "
-            f"min confidence {trust['min_confidence']:.3f}; validation flags: {flags}")
+            f"min confidence {trust['min_confidence']:.3f}{limit}; validation flags: {flags}")
 
 
 def calibrate_command(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
+from benchmarks.config import QUICK_HEATMAP_CALLS, QUICK_TRUST_PROXIES
 from convert.quantize import QUANTIZATIONS
 from benchmarks.timing import distribution_ms, time_calls
 
@@ -85,6 +89,72 @@ def test_bench_robustness_shares(bench_output):
         assert shares and all(0.0 <= share <= 1.0 for share in shares.values())
 
 
+def test_bench_calibrates_a_run_without_trust_thresholds(bench_output, bench_run_dir):
+    for path in bench_run_dir.glob("model_*.json"):
+        assert {"calibration", "trust"} <= json.loads(path.read_text()).keys(), path.name
+
+
+def test_bench_trust_section_of_each_tflite_variant(bench_output):
+    payload = bench_output[2]
+    run = payload["runs"][0]
+    for variant in _variants(payload):
+        trust = variant["trust"]
+        if variant["runtime"] == "keras":
+            assert trust is None
+            continue
+        assert set(trust["shift_proxies"]) == set(QUICK_TRUST_PROXIES)
+        for summary in (trust["test"], *trust["shift_proxies"].values()):
+            assert summary["n"] == run["test_scans"]
+            _assert_sane_summary(summary)
+        assert trust["test_dedup"]["n"] == run["test_dedup_scans"]
+        assert trust["test"]["risk_coverage"][0]["accuracy"] == trust["test"]["accuracy"]
+        non_xray = trust["non_xray"]
+        assert non_xray["n"] >= 50
+        assert 0.0 <= non_xray["refused_rate"] <= non_xray["flagged_rate"] <= 1.0
+        assert 0.0 <= trust["ece_before"] <= 1.0 and 0.0 <= trust["ece_after"] <= 1.0
+        assert trust["thresholds"]["temperature"] > 0
+        heatmap = trust["heatmap_ms_one_thread"]
+        assert heatmap["n"] == QUICK_HEATMAP_CALLS and heatmap["p50"] > 0
+
+
+def _assert_sane_summary(summary: dict) -> None:
+    for key in ("accuracy", "abstain_rate", "out_of_distribution_rate", "accepted_accuracy",
+                "wrong_flagged"):
+        assert summary[key] is None or 0.0 <= summary[key] <= 1.0, key
+    assert 0 <= summary["n_wrong_flagged"] <= summary["n_wrong"] <= summary["n"]
+    coverages = [row["coverage"] for row in summary["risk_coverage"]]
+    assert coverages[0] == 1.0 and coverages == sorted(coverages, reverse=True)
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in summary["risk_coverage"])
+
+
+def test_bench_markdown_has_the_trust_section(bench_output):
+    _, out, payload = bench_output
+    text = (out / "smoke.md").read_text()
+    trust = text[text.index("## Trust"):]
+    assert "train/validation files only" in trust and "| 100% | 95% |" in trust
+    for proxy in QUICK_TRUST_PROXIES:
+        assert f"| {proxy} |" in trust
+    for variant in _variants(payload):
+        assert (f"| {variant['variant']} |" in trust) is (variant["runtime"] != "keras")
+
+
+def test_bench_failed_calibration_is_a_one_line_usage_error(bench_output, bench_run_dir, tmp_path):
+    run_dir = tmp_path / "uncalibrated"
+    shutil.copytree(bench_run_dir, run_dir)
+    _edit_json(run_dir / "model_int8.json", lambda manifest: manifest.pop("trust"))
+    _edit_json(run_dir / "manifest.json",
+               lambda manifest: manifest.update(data_dir=str(tmp_path / "missing")))
+    result = CliRunner().invoke(app, ["--run", str(run_dir), "--out", str(tmp_path / "out"), "--quick"])
+    assert result.exit_code == 2
+    assert "calibration failed" in result.output and "Traceback" not in result.output
+
+
+def _edit_json(path, edit) -> None:
+    payload = json.loads(path.read_text())
+    edit(payload)
+    path.write_text(json.dumps(payload))
+
+
 def test_bench_markdown_names_its_command(bench_output):
     _, out, payload = bench_output
     text = (out / "smoke.md").read_text()
@@ -132,8 +202,6 @@ def test_distribution_is_in_milliseconds_per_item():
 
 
 def test_bench_corrupt_model_is_a_one_line_usage_error(bench_output, bench_run_dir, tmp_path):
-    import shutil
-
     run_dir = tmp_path / "corrupt"
     shutil.copytree(bench_run_dir, run_dir)
     (run_dir / "model_float32.tflite").write_bytes(b"not a model")

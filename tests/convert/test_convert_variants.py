@@ -48,9 +48,13 @@ def test_manifest_matches_the_interpreter(tiny_tflite_models):
     for path in tiny_tflite_models.values():
         manifest = read_manifest(path)
         interpreter = _interpreter(path)
+        outputs = {int(d["shape"][-1]): d for d in interpreter.get_output_details()}
+        classes, dim = len(manifest["class_names"]), manifest["features_output"]["dim"]
+        assert sorted(outputs) == sorted((classes, dim))  # the tiny model's 8 pooled features
         for section, detail in (
             ("input", interpreter.get_input_details()[0]),
-            ("output", interpreter.get_output_details()[0]),
+            ("output", outputs[classes]),
+            ("features_output", outputs[dim]),
         ):
             scale, zero_point = detail["quantization"]
             assert manifest[section]["dtype"] == np.dtype(detail["dtype"]).name
@@ -110,9 +114,10 @@ def test_parity_reports_are_present_and_sane(tiny_tflite_models, tiny_keras_run)
 def test_int8_is_full_integer_with_uint8_io(tiny_tflite_models):
     interpreter = _interpreter(tiny_tflite_models["int8"])
     input_detail = interpreter.get_input_details()[0]
-    output_detail = interpreter.get_output_details()[0]
-    assert input_detail["dtype"] == np.uint8 and output_detail["dtype"] == np.uint8
-    io_indices = {input_detail["index"], output_detail["index"]}
+    output_details = interpreter.get_output_details()
+    assert input_detail["dtype"] == np.uint8
+    assert all(detail["dtype"] == np.uint8 for detail in output_details)
+    io_indices = {input_detail["index"], *(detail["index"] for detail in output_details)}
     for tensor in interpreter.get_tensor_details():
         dtype = np.dtype(tensor["dtype"])
         assert dtype.kind in "iu", (tensor["name"], dtype)  # no float tensor at all

@@ -89,7 +89,8 @@ def test_csv_has_a_header_and_the_notice_on_every_row(int8_model, scan_files):
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     class_names = read_manifest(int8_model)["class_names"]
     header = ["file", "status", "label", "confidence", *class_names, "flag", "reason",
-              "calibrated_confidence", "stable_confidence", "error", "notice"]
+              "calibrated_confidence", "stable_confidence", "feature_distance", "error",
+              "notice"]
     assert list(rows[0]) == header
     assert [row["status"] for row in rows] == ["ok", "ok", "error"]
     assert rows[2]["error"] == "no such file" and rows[2]["label"] == ""
@@ -300,7 +301,10 @@ BAD_MODELS = {
     "manifest-classes": (
         lambda m: m.update(class_names=["a", "b", "c", "d"]),
         None,
-        "has 3 outputs but its manifest names 4 classes",
+        "do not match the 4 classes of its manifest",
+    ),
+    "manifest-features": (
+        lambda m: m.update(features_output={"dim": 1000}), None, "features output does not match"
     ),
     "manifest-other-model": (
         lambda m: m.update(tflite_sha256="0" * 64), None, "differs from the one its manifest"

@@ -11,18 +11,20 @@ import pytest
 from PIL import Image, ImageDraw
 
 from edge.contract import ScanError, read_grayscale
-from edge.manifest import read_manifest
+from edge.manifest import ManifestError, read_manifest
 from edge.runtime import TFLiteClassifier
 from edge.trust import (
     FLAG_OK,
     FLAG_OUT_OF_DISTRIBUTION,
     FLAG_UNCERTAIN,
     VARIANTS,
+    FeatureDistance,
     TrustSettings,
     acquisition_variants,
     assess,
     assess_file,
     assess_with_classifier,
+    classifier_features_fn,
     classifier_run_fn,
     colourfulness,
     file_colourfulness,
@@ -101,7 +103,8 @@ def test_assess_rejects_a_non_2d_array(toy_model):
 def tiny_device(calibrated_int8):
     classifier = TFLiteClassifier(calibrated_int8)
     settings = TrustSettings.from_manifest(read_manifest(calibrated_int8))
-    return classifier_run_fn(classifier), classifier.input_size, settings
+    return (classifier_run_fn(classifier), classifier.input_size, settings,
+            classifier_features_fn(classifier))
 
 
 def _save(image: Image.Image, path):
@@ -118,7 +121,7 @@ def test_training_scan_passes_the_gate(calibrated_int8, train_scan_path):
 
 @pytest.mark.parametrize("kind", ["blank", "noise", "colour_photo", "document"])
 def test_non_xray_images_are_out_of_distribution(tiny_device, tmp_path, kind):
-    run_fn, size, settings = tiny_device
+    run_fn, size, settings, features_fn = tiny_device
     rng = np.random.default_rng(1)
     if kind == "blank":
         image = Image.new("L", (300, 300), 0)
@@ -132,14 +135,59 @@ def test_non_xray_images_are_out_of_distribution(tiny_device, tmp_path, kind):
         draw = ImageDraw.Draw(image)
         for row in range(20, 380, 16):
             draw.text((15, row), "radiology report page text " * 2, fill=0)
-    result = assess_file(run_fn, _save(image, tmp_path / f"{kind}.png"), size, settings)
+    result = assess_file(run_fn, _save(image, tmp_path / f"{kind}.png"), size, settings,
+                         features_fn)
     assert result.flag == FLAG_OUT_OF_DISTRIBUTION
     assert result.reason.startswith("unlike the training X-rays")
 
 
 def test_a_tflite_model_gives_calibrated_probabilities(tiny_device, train_scan_path):
-    run_fn, size, settings = tiny_device
-    result = assess(run_fn, read_grayscale(train_scan_path), size, settings)
+    run_fn, size, settings, features_fn = tiny_device
+    result = assess(run_fn, read_grayscale(train_scan_path), size, settings,
+                    features_fn=features_fn)
     assert result.probabilities.sum() == pytest.approx(1.0)
     assert result.label == int(np.argmax(result.probabilities))
     assert 0 <= result.stability <= 1
+
+
+# --- distance in feature space ---------------------------------------------------------------
+
+
+def _unit_distance(threshold: float) -> FeatureDistance:
+    """Two classes at -1 and +1 on the first of two axes, identity covariance."""
+    return FeatureDistance(np.array([[-1.0, 0.0], [1.0, 0.0]]), np.eye(2), threshold)
+
+
+def test_feature_distance_is_to_the_nearest_class_mean():
+    distance = _unit_distance(3.0)
+    assert distance.distance(np.array([1.0, 0.0])) == pytest.approx(0.0)
+    assert distance.distance(np.array([0.0, 4.0])) == pytest.approx(np.hypot(1, 4))
+
+
+def test_far_features_are_out_of_distribution(toy_model):
+    settings = TrustSettings(feature_distance=_unit_distance(3.0), fitted=True)
+    scan = np.full((64, 64), 220, dtype=np.uint8)
+    near = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([1.0, 1.0]))
+    far = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([1.0, 9.0]))
+    assert near.flag == FLAG_OK and near.to_record()["feature_distance"] == pytest.approx(1.0)
+    assert far.flag == FLAG_OUT_OF_DISTRIBUTION and "feature" in far.reason
+    with pytest.raises(ValueError, match="features_fn"):
+        assess(toy_model(ALL), scan, 64, settings)
+
+
+@pytest.mark.parametrize("section", [
+    {"class_means": [[0.0, 0.0]], "whitening": [[1.0]], "threshold": 2.0},
+    {"class_means": [[0.0, 0.0]], "whitening": [[1.0, 0.0], [0.0, 1.0]], "threshold": -1},
+    {"class_means": [[0.0, 0.0]], "whitening": [[1.0, 0.0], [0.0, 1.0]]},
+])
+def test_a_damaged_feature_distance_section_is_a_manifest_error(section):
+    with pytest.raises(ManifestError):
+        TrustSettings.from_manifest({"trust": {"feature_distance": section}})
+
+
+def test_the_tiny_int8_model_reports_its_feature_distance(calibrated_int8, train_scan_path):
+    classifier = TFLiteClassifier(calibrated_int8)
+    assert classifier.has_features
+    assert classifier.trust_settings.feature_distance is not None
+    result = assess_with_classifier(classifier, train_scan_path, read_grayscale(train_scan_path))
+    assert result.feature_distance is not None and result.feature_distance >= 0

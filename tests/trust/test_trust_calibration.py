@@ -18,6 +18,7 @@ from trainer.calibration import (
     expected_calibration_error,
     fit_gate,
     fit_temperature,
+    fit_whitening,
 )
 
 
@@ -125,3 +126,23 @@ def test_a_single_tflite_model_is_calibrated_from_its_training_section(calibrate
     model.with_suffix(".json").write_text(json.dumps(manifest))
     refused = CliRunner().invoke(_calibrate_app(), [str(model)])
     assert refused.exit_code == 2 and "no training split" in refused.output
+
+
+def test_fit_whitening_makes_the_class_spread_unit():
+    rng = np.random.default_rng(0)
+    scale = np.array([2.0, 0.5, 1.0])  # Ledoit-Wolf shrinks only a little with 4000 scans
+    labels = np.repeat([0, 1], 2000)
+    features = rng.normal(size=(4000, 3)) * scale + np.where(labels[:, None] == 1, 50.0, 0.0)
+    means, whitening = fit_whitening(features, labels)
+    np.testing.assert_allclose(means, [[0, 0, 0], [50, 50, 50]], atol=0.5)
+    whitened = (features - means[labels]) @ whitening.T
+    np.testing.assert_allclose(whitened.std(axis=0), 1.0, atol=0.1)
+
+
+def test_calibrated_tiny_model_has_a_feature_threshold_from_validation(calibrated_run):
+    manifest = json.loads((calibrated_run / "model_int8.json").read_text())
+    section = manifest["trust"]["feature_distance"]
+    dim = manifest["features_output"]["dim"]
+    assert np.array(section["whitening"]).shape == (dim, dim)
+    assert np.array(section["class_means"]).shape == (3, dim)
+    assert section["threshold"] > 0 and "validation" in section["rule"]
