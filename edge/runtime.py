@@ -56,7 +56,9 @@ def interpreter_class():
 class TFLiteClassifier:
     """Runs one .tflite model; `predict` takes a (size, size, 1) uint8 scan."""
 
-    def __init__(self, model_path: str | Path, threads: int | None = None):
+    def __init__(self, model_path: str | Path, threads: int | None = None, trust: bool = True):
+        """`trust=False` ignores the manifest's calibration and trust sections (for
+        `lungcnn calibrate`, which replaces them)."""
         self.model_path = Path(model_path)
         self.manifest = _read_model_manifest(self.model_path)
         self.class_names: tuple[str, ...] = tuple(self.manifest["class_names"])
@@ -67,7 +69,7 @@ class TFLiteClassifier:
             self._interpreter.get_output_details(), len(self.class_names), self.model_path
         )
         self._check_against_manifest()
-        self.trust_settings = self._trust_settings()
+        self.trust_settings = self._trust_settings() if trust else TrustSettings()
 
     def _trust_settings(self) -> TrustSettings:
         try:
@@ -77,7 +79,7 @@ class TFLiteClassifier:
         distance = settings.feature_distance
         if distance is not None and (
             not self.has_features
-            or distance.whitening.shape[0] != int(self._features_output["shape"][-1])
+            or distance.dim != int(self._features_output["shape"][-1])
         ):
             raise ModelError(f"{manifest_path(self.model_path)}: trust feature_distance does "
                              "not fit the model's features output")

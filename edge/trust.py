@@ -4,9 +4,9 @@ Every scan gets one of three flags, with a one-line reason:
   "ok"                  the checks below passed;
   "out_of_distribution" the image is unlike the training scans (colour photo, document,
                         blank, no chest layout, far less fine detail than any training scan),
-                        or the model's own features of it are far from those of every
-                        training class: the model was never shown such an input, so its
-                        answer means nothing;
+                        or the model's own features of it are far from those of the
+                        training scans of the class it predicts: the model was never shown
+                        such an input, so its answer means nothing;
   "uncertain"           a chest X-ray, but the calibrated confidence, averaged over the scan
                         and a few slight re-acquisitions of it (downscaled and re-encoded,
                         blurred, other contrast, reframed), is below the threshold: the model
@@ -229,28 +229,46 @@ def gate_failures(features: dict[str, float], bounds: dict[str, list[float]]) ->
 
 @dataclass(frozen=True)
 class FeatureDistance:
-    """Mahalanobis distance to the nearest training class mean, with the covariance shared by
-    the classes (Lee et al., 2018): `whitening` W maps a difference d to W d, whose length is
-    the distance. `threshold` is the largest distance a scan may have and still be trusted."""
+    """Mahalanobis distance of a scan's features to the training scans of its predicted class,
+    each class with its own covariance, in the subspace of the training features' main
+    directions: z = P^T (f - center); distance = |W_c (z - mean_c)| for the predicted class c.
+    `threshold` is the largest distance a scan may have and still be trusted; a class with no
+    training scans has no distribution, so every scan predicted as it is out of it."""
 
-    class_means: np.ndarray  # (classes, dim)
-    whitening: np.ndarray  # (dim, dim)
+    center: np.ndarray  # (dim,)
+    projection: np.ndarray  # (dim, k)
+    classes: tuple[int, ...]  # the labels that had training scans
+    class_means: np.ndarray  # (len(classes), k)
+    class_whitening: np.ndarray  # (len(classes), k, k)
     threshold: float
 
     @classmethod
     def from_json(cls, section: dict) -> FeatureDistance:
+        center = np.asarray(section["center"], dtype=np.float64)
+        projection = np.asarray(section["projection"], dtype=np.float64)
         means = np.asarray(section["class_means"], dtype=np.float64)
-        whitening = np.asarray(section["whitening"], dtype=np.float64)
-        if means.ndim != 2 or whitening.shape != (means.shape[1], means.shape[1]):
-            raise ValueError("class_means must be (classes, dim) and whitening (dim, dim)")
+        whitening = np.asarray(section["class_whitening"], dtype=np.float64)
+        classes = tuple(int(c) for c in section["classes"])
+        k = projection.shape[-1] if projection.ndim == 2 else -1
+        if (center.ndim != 1 or projection.shape[0] != center.shape[0]
+                or means.shape != (len(classes), k) or whitening.shape != (len(classes), k, k)):
+            raise ValueError("center (dim), projection (dim, k), class_means (classes, k) and "
+                             "class_whitening (classes, k, k) do not fit together")
         threshold = float(section["threshold"])
         if not (np.isfinite(threshold) and threshold > 0):
             raise ValueError(f"threshold {threshold} is not > 0")
-        return cls(means, whitening, threshold)
+        return cls(center, projection, classes, means, whitening, threshold)
 
-    def distance(self, features: np.ndarray) -> float:
-        differences = np.asarray(features, dtype=np.float64)[None] - self.class_means
-        return float(np.linalg.norm(differences @ self.whitening.T, axis=1).min())
+    @property
+    def dim(self) -> int:
+        return int(self.center.shape[0])
+
+    def distance(self, features: np.ndarray, label: int) -> float:
+        if label not in self.classes:
+            return float("inf")
+        index = self.classes.index(label)
+        z = (np.asarray(features, dtype=np.float64) - self.center) @ self.projection
+        return float(np.linalg.norm(self.class_whitening[index] @ (z - self.class_means[index])))
 
 
 # --- settings and the decision ---
@@ -331,6 +349,7 @@ class Assessment:
             "calibrated_confidence": round(self.confidence, 4),
             "stable_confidence": round(self.stability, 4),
             "feature_distance": (None if self.feature_distance is None
+                                 or not np.isfinite(self.feature_distance)
                                  else round(self.feature_distance, 3)),
         }
 
@@ -381,7 +400,8 @@ def assess(
     if settings.feature_distance is not None:
         if features_fn is None:
             raise ValueError("the settings check the feature distance: pass features_fn")
-        distance = settings.feature_distance.distance(features_fn(model_input))
+        label = int(np.argmax(calibrated[0]))
+        distance = settings.feature_distance.distance(features_fn(model_input), label)
     return judge(raw[0], calibrated, list(variants), features, settings, distance)
 
 
@@ -395,7 +415,8 @@ def judge(
 ) -> Assessment:
     """The assessment from the model's outputs: `calibrated` has one row for the scan, then
     one per acquisition variant; `feature_distance` is the scan's distance to the training
-    classes in feature space. The first failing check wins, most severe first."""
+    scans of its predicted class in feature space. The first failing check wins, most severe
+    first."""
     label = int(np.argmax(calibrated[0]))
     variant_labels = {name: int(np.argmax(p)) for name, p in zip(variant_names, calibrated[1:])}
     stability = stable_confidence(calibrated, label)
@@ -409,8 +430,8 @@ def judge(
     elif feature_distance is not None and feature_distance > settings.feature_distance.threshold:
         flag = FLAG_OUT_OF_DISTRIBUTION
         reason = (f"unlike the training X-rays to the model itself: its features are far from "
-                  f"those of every training class (distance {feature_distance:.1f} > "
-                  f"{settings.feature_distance.threshold:.1f})")
+                  f"those of the training scans of the class it predicts (distance "
+                  f"{feature_distance:.1f} > {settings.feature_distance.threshold:.1f})")
     elif stability < settings.min_confidence:
         flag = FLAG_UNCERTAIN
         reason = (f"unstable: the label changes when the scan is re-acquired as "

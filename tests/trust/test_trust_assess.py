@@ -154,35 +154,49 @@ def test_a_tflite_model_gives_calibrated_probabilities(tiny_device, train_scan_p
 
 
 def _unit_distance(threshold: float) -> FeatureDistance:
-    """Two classes at -1 and +1 on the first of two axes, identity covariance."""
-    return FeatureDistance(np.array([[-1.0, 0.0], [1.0, 0.0]]), np.eye(2), threshold)
+    """Classes 0 and 1 at -1 and +1 on the first of two axes, identity covariances; class 2
+    had no training scans."""
+    return FeatureDistance(center=np.zeros(2), projection=np.eye(2), classes=(0, 1),
+                           class_means=np.array([[-1.0, 0.0], [1.0, 0.0]]),
+                           class_whitening=np.stack([np.eye(2), np.eye(2)]), threshold=threshold)
 
 
-def test_feature_distance_is_to_the_nearest_class_mean():
+def test_feature_distance_is_to_the_predicted_class():
     distance = _unit_distance(3.0)
-    assert distance.distance(np.array([1.0, 0.0])) == pytest.approx(0.0)
-    assert distance.distance(np.array([0.0, 4.0])) == pytest.approx(np.hypot(1, 4))
+    assert distance.distance(np.array([1.0, 0.0]), label=1) == pytest.approx(0.0)
+    assert distance.distance(np.array([1.0, 0.0]), label=0) == pytest.approx(2.0)
+    assert distance.distance(np.array([0.0, 4.0]), label=1) == pytest.approx(np.hypot(1, 4))
+    assert distance.distance(np.array([1.0, 0.0]), label=2) == np.inf
 
 
 def test_far_features_are_out_of_distribution(toy_model):
+    """The toy model says Covid (label 0) for a bright scan: distances are to class 0."""
     settings = TrustSettings(feature_distance=_unit_distance(3.0), fitted=True)
     scan = np.full((64, 64), 220, dtype=np.uint8)
-    near = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([1.0, 1.0]))
-    far = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([1.0, 9.0]))
+    near = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([-1.0, 1.0]))
+    far = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([3.0, 0.0]))
+    assert near.label == far.label == 0
     assert near.flag == FLAG_OK and near.to_record()["feature_distance"] == pytest.approx(1.0)
     assert far.flag == FLAG_OUT_OF_DISTRIBUTION and "feature" in far.reason
     with pytest.raises(ValueError, match="features_fn"):
         assess(toy_model(ALL), scan, 64, settings)
 
 
-@pytest.mark.parametrize("section", [
-    {"class_means": [[0.0, 0.0]], "whitening": [[1.0]], "threshold": 2.0},
-    {"class_means": [[0.0, 0.0]], "whitening": [[1.0, 0.0], [0.0, 1.0]], "threshold": -1},
-    {"class_means": [[0.0, 0.0]], "whitening": [[1.0, 0.0], [0.0, 1.0]]},
+_GOOD_SECTION = {"center": [0.0, 0.0], "projection": [[1.0], [0.0]], "classes": [0],
+                 "class_means": [[0.0]], "class_whitening": [[[1.0]]], "threshold": 2.0}
+
+
+@pytest.mark.parametrize("change", [
+    {"projection": [[1.0, 0.0]]},
+    {"class_whitening": [[[1.0, 0.0], [0.0, 1.0]]]},
+    {"classes": [0, 1]},
+    {"threshold": -1},
+    {"threshold": None},
 ])
-def test_a_damaged_feature_distance_section_is_a_manifest_error(section):
+def test_a_damaged_feature_distance_section_is_a_manifest_error(change):
+    TrustSettings.from_manifest({"trust": {"feature_distance": _GOOD_SECTION}})
     with pytest.raises(ManifestError):
-        TrustSettings.from_manifest({"trust": {"feature_distance": section}})
+        TrustSettings.from_manifest({"trust": {"feature_distance": {**_GOOD_SECTION, **change}}})
 
 
 def test_the_tiny_int8_model_reports_its_feature_distance(calibrated_int8, train_scan_path):

@@ -18,7 +18,7 @@ from trainer.calibration import (
     expected_calibration_error,
     fit_gate,
     fit_temperature,
-    fit_whitening,
+    fit_class_whitening,
 )
 
 
@@ -128,21 +128,25 @@ def test_a_single_tflite_model_is_calibrated_from_its_training_section(calibrate
     assert refused.exit_code == 2 and "no training split" in refused.output
 
 
-def test_fit_whitening_makes_the_class_spread_unit():
+def test_class_whitening_makes_each_class_spread_unit():
     rng = np.random.default_rng(0)
-    scale = np.array([2.0, 0.5, 1.0])  # Ledoit-Wolf shrinks only a little with 4000 scans
-    labels = np.repeat([0, 1], 2000)
-    features = rng.normal(size=(4000, 3)) * scale + np.where(labels[:, None] == 1, 50.0, 0.0)
-    means, whitening = fit_whitening(features, labels)
-    np.testing.assert_allclose(means, [[0, 0, 0], [50, 50, 50]], atol=0.5)
-    whitened = (features - means[labels]) @ whitening.T
-    np.testing.assert_allclose(whitened.std(axis=0), 1.0, atol=0.1)
+    labels = np.repeat([0, 2], 2000)  # class 1 has no training scans
+    scales = np.where(labels[:, None] == 0, [2.0, 0.5, 1.0], [0.5, 1.0, 2.0])
+    features = rng.normal(size=(4000, 3)) * scales + np.where(labels[:, None] == 2, 50.0, 0.0)
+    fitted = fit_class_whitening(features, labels)
+    assert fitted["classes"] == [0, 2] and fitted["projection"].shape == (3, 3)
+    projected = (features - fitted["center"]) @ fitted["projection"]
+    for index, label in enumerate(fitted["classes"]):
+        members = projected[labels == label] - fitted["class_means"][index]
+        whitened = members @ fitted["class_whitening"][index].T
+        np.testing.assert_allclose(np.cov(whitened.T), np.eye(3), atol=0.1)
 
 
 def test_calibrated_tiny_model_has_a_feature_threshold_from_validation(calibrated_run):
     manifest = json.loads((calibrated_run / "model_int8.json").read_text())
     section = manifest["trust"]["feature_distance"]
     dim = manifest["features_output"]["dim"]
-    assert np.array(section["whitening"]).shape == (dim, dim)
-    assert np.array(section["class_means"]).shape == (3, dim)
+    k = np.array(section["projection"]).shape[1]
+    assert np.array(section["projection"]).shape == (dim, k) and k <= dim
+    assert np.array(section["class_whitening"]).shape == (3, k, k)
     assert section["threshold"] > 0 and "validation" in section["rule"]
