@@ -121,7 +121,8 @@ def build_dsconv_std(input_size: int) -> keras.Model:
 ARCHITECTURES["dsconv-std-160"] = ArchSpec(
     name="dsconv-std-160",
     description="Edge-native CNN, 160x160 input, 19,227 parameters: per-image standardisation, "
-    "strided stem, 6 depthwise-separable blocks, global average pooling (AdamW 0.003 "
+    "strided stem, 6 depthwise-separable blocks (batch-norm momentum 0.9), global average "
+    "pooling (AdamW 0.003 "
     "wd 1e-3, cosine with 3 warm-up epochs, label smoothing 0.05, 60 epochs, geometric "
     "augmentation with black fill plus acquisition augmentation).",
     build=build_dsconv_std,

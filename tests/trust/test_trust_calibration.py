@@ -150,3 +150,16 @@ def test_calibrated_tiny_model_has_a_feature_threshold_from_validation(calibrate
     assert np.array(section["projection"]).shape == (dim, k) and k <= dim
     assert np.array(section["class_whitening"]).shape == (3, k, k)
     assert section["threshold"] > 0 and "validation" in section["rule"]
+
+
+def test_a_model_with_outdated_thresholds_is_recalibrated(calibrated_int8, tmp_path):
+    """An earlier format of the trust section makes the model unusable on the device (exit
+    2), but calibrate replaces it instead of refusing to load the model."""
+    model = tmp_path / calibrated_int8.name
+    shutil.copy2(calibrated_int8, model)
+    manifest = json.loads(calibrated_int8.with_suffix(".json").read_text())
+    manifest["trust"]["feature_distance"] = {"whitening": [[1.0]], "threshold": 2.0}
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    written = calibrate_run(model, echo=lambda line: None)
+    section = written[model.with_suffix(".json")]["trust"]["feature_distance"]
+    assert "class_whitening" in section and "whitening" not in section
