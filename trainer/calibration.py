@@ -153,38 +153,16 @@ def calibrate_model(
 
     val_labels = np.array([label for _, label, _ in val])
     blocks = _predict_with_variants(run_fn, val, size)  # (scans, 1 + variants, classes)
-    n_rows = blocks.shape[1]
     temperature = fit_temperature(blocks.reshape(-1, blocks.shape[2]),
-                                  np.repeat(val_labels, n_rows))
+                                  np.repeat(val_labels, blocks.shape[1]))
     calibrated = apply_temperature(blocks, temperature)
     stability = np.array([stable_confidence(block, int(np.argmax(block[0])))
                           for block in calibrated])
     min_confidence = float(np.quantile(stability, CONFIDENCE_ABSTAIN_BUDGET, method="lower"))
-    variant_labels = np.repeat(val_labels, n_rows - 1)
-    calibration = {
-        "method": "temperature on log-probabilities, fitted on validation + its acquisition "
-        "variants (NLL)",
-        "temperature": round(temperature, 4),
-        "prob_floor": PROB_FLOOR,
-        "ece_bins": ECE_BINS,
-        "ece_val_before": expected_calibration_error(blocks[:, 0], val_labels),
-        "ece_val_after": expected_calibration_error(calibrated[:, 0], val_labels),
-        "ece_val_variants_before": expected_calibration_error(
-            blocks[:, 1:].reshape(-1, blocks.shape[2]), variant_labels
-        ),
-        "ece_val_variants_after": expected_calibration_error(
-            calibrated[:, 1:].reshape(-1, blocks.shape[2]), variant_labels
-        ),
-        "val_files": len(val_labels),
-    }
+    calibration = calibration_section(blocks, calibrated, val_labels, temperature)
     if split.get("test"):
-        test = _load_split(data_dir, split["test"], class_names)
-        test_probs = _predict(run_fn, [resize_gray(gray, size) for gray, _, _ in test])
-        test_labels = np.array([label for _, label, _ in test])
-        calibration["ece_test_before"] = expected_calibration_error(test_probs, test_labels)
-        calibration["ece_test_after"] = expected_calibration_error(
-            apply_temperature(test_probs, temperature), test_labels
-        )
+        calibration.update(_test_ece(run_fn, size, data_dir, split["test"], class_names,
+                                     temperature))
     trust = {
         "min_confidence": round(min_confidence, 4),
         "check_variants": True,
@@ -213,6 +191,43 @@ def calibrate_model(
     trust["val_flags"] = {flag: float(np.mean(flags == flag))
                           for flag in (FLAG_OK, FLAG_UNCERTAIN, FLAG_OUT_OF_DISTRIBUTION)}
     return calibration, trust
+
+
+def calibration_section(
+    blocks: np.ndarray, calibrated: np.ndarray, val_labels: np.ndarray, temperature: float
+) -> dict:
+    """The manifest's "calibration": the temperature and the ECE before and after it, on the
+    validation scans and on their acquisition variants (`blocks`: (scans, 1 + variants,
+    classes) probabilities; `calibrated`: the same after the temperature)."""
+    classes = blocks.shape[2]
+    variant_labels = np.repeat(val_labels, blocks.shape[1] - 1)
+    return {
+        "method": "temperature on log-probabilities, fitted on validation + its acquisition "
+        "variants (NLL)",
+        "temperature": round(temperature, 4),
+        "prob_floor": PROB_FLOOR,
+        "ece_bins": ECE_BINS,
+        "ece_val_before": expected_calibration_error(blocks[:, 0], val_labels),
+        "ece_val_after": expected_calibration_error(calibrated[:, 0], val_labels),
+        "ece_val_variants_before": expected_calibration_error(
+            blocks[:, 1:].reshape(-1, classes), variant_labels),
+        "ece_val_variants_after": expected_calibration_error(
+            calibrated[:, 1:].reshape(-1, classes), variant_labels),
+        "val_files": len(val_labels),
+    }
+
+
+def _test_ece(run_fn: RunFn, size: int, data_dir: Path, files: list[str], class_names,
+              temperature: float) -> dict:
+    """ECE on the test split before and after the temperature: reported, never fitted on."""
+    test = _load_split(data_dir, files, class_names)
+    probabilities = _predict(run_fn, [resize_gray(gray, size) for gray, _, _ in test])
+    labels = np.array([label for _, label, _ in test])
+    return {
+        "ece_test_before": expected_calibration_error(probabilities, labels),
+        "ece_test_after": expected_calibration_error(
+            apply_temperature(probabilities, temperature), labels),
+    }
 
 
 def fit_feature_distance(
