@@ -87,6 +87,7 @@ def run_benchmark(config: BenchConfig, command: str, log=print) -> Measured:
 def open_set_reports(config: BenchConfig, log) -> dict[str, dict]:
     """The open-set proxy (benchmarks.open_set) of each benchmarked run's architecture."""
     from benchmarks.open_set import open_set_proxy
+    from trainer.architectures import ARCHITECTURES
 
     reports = {}
     for run_dir in config.runs:
@@ -94,12 +95,11 @@ def open_set_reports(config: BenchConfig, log) -> dict[str, dict]:
         arch = manifest.get("arch")
         if arch in reports:
             continue
-        data_dir = Path(config.data_dir or manifest["data_dir"])
-        try:
-            reports[arch] = open_set_proxy(arch, data_dir, log)
-        except KeyError:
+        if arch not in ARCHITECTURES:
             raise BenchError(f"{run_dir}: architecture {arch!r} is not in the registry; "
-                             "--open-set trains registered architectures only") from None
+                             "--open-set trains registered architectures only")
+        data_dir = Path(config.data_dir or manifest["data_dir"])
+        reports[arch] = open_set_proxy(arch, data_dir, log)
     return reports
 
 

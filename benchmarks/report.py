@@ -257,7 +257,7 @@ def _open_set_section(result: dict) -> list[str]:
         "Scans of a class the model never saw (benchmarks/open_set.py): for each class, the "
         "architecture's recipe trained on the other two classes' train/validation scans, trust "
         "thresholds fitted on those as `lungcnn calibrate` does, then every train/ scan of the "
-        "held-out class assessed (the model is wrong on all of them). *flagged*: not `ok`. "
+        "held-out class assessed (a class the model was never taught). *flagged*: not `ok`. "
         "Seen validation: the other classes' validation scans. test/ is not read.",
         "",
     ]
