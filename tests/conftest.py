@@ -30,8 +30,8 @@ def tiny_keras_run(tmp_path_factory) -> Path:
     keras = tf.keras
     import numpy as np
 
-    from edge.contract import CLASS_NAMES, load_scan
-    from edge.manifest import base_manifest, sha256_file, write_json_atomic
+    from lungcnn.edge.contract import CLASS_NAMES, load_scan
+    from lungcnn.edge.manifest import base_manifest, sha256_file, write_json_atomic
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     split = _tiny_split()
@@ -68,7 +68,7 @@ def tiny_keras_run(tmp_path_factory) -> Path:
 
 def _tiny_split() -> dict[str, list[tuple[str, int]]]:
     """Four scans per class for training, two per class for validation and test."""
-    from edge.contract import CLASS_NAMES
+    from lungcnn.edge.contract import CLASS_NAMES
 
     split: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
     for label, name in enumerate(CLASS_NAMES):
@@ -87,7 +87,7 @@ def _tiny_split() -> dict[str, list[tuple[str, int]]]:
 def tiny_tflite_models(tiny_keras_run) -> dict[str, Path]:
     """The tiny run converted by convert's API to every variant (quantization -> .tflite),
     written beside its model.keras with their manifests; int8 has uint8 input/output."""
-    from convert.converter import ConvertOptions, convert_keras_run
+    from lungcnn.convert.converter import ConvertOptions, convert_keras_run
 
     conversions = convert_keras_run(tiny_keras_run / "model.keras", ConvertOptions())
     return {c.settings.quantization: c.tflite_path for c in conversions}

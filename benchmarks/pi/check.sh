@@ -6,7 +6,7 @@
 # 1e-5. Emulation proves the aarch64 install and numerics; it is not a device and says
 # nothing reliable about speed.
 #
-# Usage: benchmarks/pi/check.sh [--timing] [MODEL.tflite ...]   (default: edge/models/*.tflite)
+# Usage: benchmarks/pi/check.sh [--timing] [MODEL.tflite ...]   (default: lungcnn/edge/models/*.tflite)
 # Needs an x86_64 Debian host with apt-get and dpkg, the package registries, and the repo's
 # venv (PYTHON, default .venv/bin/python, with lungcnn installed). Nothing outside the cache
 # directory changes: no binfmt_misc, no host packages (qemu-user-static is fetched into the
@@ -59,10 +59,10 @@ parse_arguments() {
     done
     if [[ ${#MODELS[@]} -eq 0 ]]; then
         shopt -s nullglob
-        MODELS=("$REPO"/edge/models/*.tflite)
+        MODELS=("$REPO"/lungcnn/edge/models/*.tflite)
         shopt -u nullglob
     fi
-    [[ ${#MODELS[@]} -gt 0 ]] || die "no model: edge/models/*.tflite is empty; pass MODEL.tflite"
+    [[ ${#MODELS[@]} -gt 0 ]] || die "no model: lungcnn/edge/models/*.tflite is empty; pass MODEL.tflite"
     for model in "${MODELS[@]}"; do
         [[ -f "$model" ]] || die "$model: model file not found"
         [[ -f "${model%.tflite}.json" ]] || die "$model: manifest ${model%.tflite}.json not found"
@@ -74,7 +74,7 @@ check_host() {
     command -v apt-get >/dev/null || die "needs apt-get (Debian host)"
     command -v dpkg >/dev/null || die "needs dpkg (Debian host)"
     [[ -x "$PYTHON" ]] || die "$PYTHON not found: create the venv first (see README) or set PYTHON"
-    "$PYTHON" -c "import edge.runtime" 2>/dev/null || die "$PYTHON cannot import edge: pip install -e . first"
+    "$PYTHON" -c "import lungcnn.edge.runtime" 2>/dev/null || die "$PYTHON cannot import lungcnn: pip install -e . first"
 }
 
 # apt with private state, cache and sources, native architecture arm64: nothing of the host's
@@ -164,7 +164,7 @@ fetch_qemu() {
 
 package_sources() {
     tar -C "$REPO" --exclude=__pycache__ --exclude='*.egg-info' \
-        -cf - pyproject.toml README.md edge trainer convert benchmarks
+        -cf - pyproject.toml README.md lungcnn
 }
 
 # The emulated install is redone only when the checkout, the pins or the root change.
@@ -224,12 +224,12 @@ pick_scans() {
     [[ ${#SCANS[@]} -gt 1 ]] || die "no scans found under $SCAN_DIR"
 }
 
-# The host runs `python -m edge`; the emulated side runs the installed edge-classify console
+# The host runs `python -m lungcnn.edge`; the emulated side runs the installed edge-classify console
 # script, so the wheel's entry point is exercised too.
 classify() {
     local where=$1 model=$2 out=$3 status=0
     if [[ $where == host ]]; then
-        bounded "$PYTHON" -m edge "${SCANS[@]}" --json --model "$model" >"$out" 2>"$out.err" || status=$?
+        bounded "$PYTHON" -m lungcnn.edge "${SCANS[@]}" --json --model "$model" >"$out" 2>"$out.err" || status=$?
     else
         emulated_python "$where" "$CACHE/site/bin/edge-classify" "${SCANS[@]}" --json \
             --model "$model" >"$out" 2>"$out.err" || status=$?
@@ -241,7 +241,7 @@ classify() {
 # A bundled model runs from the installed package's copy, which proves the wheel ships it.
 installed_copy() {
     case $1 in
-        "$REPO"/edge/models/*) echo "$CACHE/site/edge/models/${1##*/}" ;;
+        "$REPO"/lungcnn/edge/models/*) echo "$CACHE/site/lungcnn/edge/models/${1##*/}" ;;
         *) echo "$1" ;;
     esac
 }

@@ -274,7 +274,7 @@ def _is_number(value) -> bool:
 
 def output_is_quantized(model_path: Path) -> bool:
     """True for an int8/uint8 output tensor: then host and emulated outputs must be identical."""
-    from edge.runtime import interpreter_class
+    from lungcnn.edge.runtime import interpreter_class
 
     interpreter = interpreter_class()(model_path=str(model_path))
     return interpreter.get_output_details()[0]["dtype"].__name__ in ("int8", "uint8")
@@ -287,8 +287,8 @@ def invoke_times_ms(model_path: Path, scan_path: Path, repeats: int, warmup: int
     """Wall time of each of `repeats` single-threaded inferences of one scan, after warm-up."""
     import time
 
-    from edge.contract import load_scan
-    from edge.runtime import TFLiteClassifier
+    from lungcnn.edge.contract import load_scan
+    from lungcnn.edge.runtime import TFLiteClassifier
 
     classifier = TFLiteClassifier(model_path, threads=1)
     scan = load_scan(scan_path, classifier.input_size)

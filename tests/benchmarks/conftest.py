@@ -25,7 +25,7 @@ def bench_output(bench_run_dir, tmp_path_factory) -> tuple[object, Path, dict]:
     """(CLI result, output folder, parsed JSON) of a quick benchmark of the tiny run."""
     from typer.testing import CliRunner
 
-    from benchmarks.cli import app
+    from lungcnn.benchmarks.cli import app
 
     out = tmp_path_factory.mktemp("bench_results")
     result = CliRunner().invoke(

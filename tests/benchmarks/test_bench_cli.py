@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from benchmarks.cli import app
-from benchmarks.config import QUICK_HEATMAP_CALLS, QUICK_TRUST_PROXIES
-from convert.quantize import QUANTIZATIONS
-from benchmarks.timing import distribution_ms, time_calls
+from lungcnn.benchmarks.cli import app
+from lungcnn.benchmarks.config import QUICK_HEATMAP_CALLS, QUICK_TRUST_PROXIES
+from lungcnn.convert.quantize import QUANTIZATIONS
+from lungcnn.benchmarks.timing import distribution_ms, time_calls
 
 VARIANTS = ("keras", *QUANTIZATIONS)
 
@@ -176,7 +176,7 @@ def test_bench_rejects_zero_timed_calls(tmp_path):
 
 
 def test_lungcnn_bench_is_registered_in_the_workbench():
-    from trainer.workbench import app as workbench
+    from lungcnn.cli import app as workbench
 
     result = CliRunner().invoke(workbench, ["bench", "--help"])
     assert result.exit_code == 0 and "--timed-calls" in result.output
@@ -212,10 +212,10 @@ def test_bench_corrupt_model_is_a_one_line_usage_error(bench_output, bench_run_d
 
 
 def test_bench_unwritable_out_is_a_one_line_usage_error(tmp_path, monkeypatch):
-    import benchmarks.bench
-    from benchmarks.bench import Measured
+    import lungcnn.benchmarks.bench
+    from lungcnn.benchmarks.bench import Measured
 
-    monkeypatch.setattr(benchmarks.bench, "run_benchmark", lambda *a, **k: Measured({}, {}))
+    monkeypatch.setattr(lungcnn.benchmarks.bench, "run_benchmark", lambda *a, **k: Measured({}, {}))
     out = tmp_path / "a_file"
     out.write_text("not a folder")
     result = CliRunner().invoke(app, ["--run", str(tmp_path), "--out", str(out)])

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from benchmarks.bench import BenchError
-from benchmarks.config import BenchConfig
-from benchmarks.seeds import multi_seed
+from lungcnn.benchmarks.bench import BenchError
+from lungcnn.benchmarks.config import BenchConfig
+from lungcnn.benchmarks.seeds import multi_seed
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from benchmarks.open_set import open_set_proxy
-from trainer.architectures import ARCHITECTURES, ArchSpec
+from lungcnn.benchmarks.open_set import open_set_proxy
+from lungcnn.trainer.architectures import ARCHITECTURES, ArchSpec
 
 pytest.importorskip("tensorflow")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.robustness import ACQUISITION_CHANGES, brighter, label_stability, original
-from edge.contract import read_grayscale
+from lungcnn.benchmarks.robustness import ACQUISITION_CHANGES, brighter, label_stability, original
+from lungcnn.edge.contract import read_grayscale
 
 SIZE = 96
 # "Close": at most an eighth of the 0-255 range on average, and still strongly correlated

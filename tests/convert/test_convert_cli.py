@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import convert.converter
-from convert.cli import app
-from convert.converter import ConvertOptions, convert_keras_run
-from convert.errors import ConvertError
-from edge.manifest import read_manifest
+import lungcnn.convert.converter
+from lungcnn.convert.cli import app
+from lungcnn.convert.converter import ConvertOptions, convert_keras_run
+from lungcnn.convert.errors import ConvertError
+from lungcnn.edge.manifest import read_manifest
 
 pytest.importorskip("tensorflow")
 
@@ -154,12 +154,12 @@ def test_calibration_refuses_test_images(tiny_keras_run, tmp_path, out_dir):
 
 
 def test_strict_parity_failure_writes_nothing(tiny_keras_run, out_dir, monkeypatch):
-    real = convert.converter.tflite_probabilities
+    real = lungcnn.convert.converter.tflite_probabilities
 
     def shifted_classes(path, images):
         return np.roll(real(path, images), 1, axis=1)  # every top-1 answer changes
 
-    monkeypatch.setattr(convert.converter, "tflite_probabilities", shifted_classes)
+    monkeypatch.setattr(lungcnn.convert.converter, "tflite_probabilities", shifted_classes)
     target = out_dir / "strict.tflite"
     code, output = _convert(
         tiny_keras_run / "model.keras", "--quantize", "float32", "--out", target, "--strict"
@@ -197,7 +197,7 @@ def test_interrupted_write_leaves_no_partial_file(tiny_keras_run, out_dir, monke
             raise KeyboardInterrupt  # as if the process died between writing and renaming
         real_replace(source, destination)
 
-    monkeypatch.setattr("edge.manifest.os.replace", killed)
+    monkeypatch.setattr("lungcnn.edge.manifest.os.replace", killed)
     with pytest.raises(KeyboardInterrupt):
         convert_keras_run(
             tiny_keras_run / "model.keras", ConvertOptions(quantizations=("float32",), out=target)
@@ -211,7 +211,7 @@ def test_write_failure_is_a_one_line_error(tiny_keras_run, out_dir, monkeypatch)
     def disk_full(*_args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(convert.converter, "write_bytes_atomic", disk_full)
+    monkeypatch.setattr(lungcnn.convert.converter, "write_bytes_atomic", disk_full)
     with pytest.raises(ConvertError, match="No space left"):
         convert_keras_run(
             tiny_keras_run / "model.keras",
@@ -309,7 +309,7 @@ def test_missing_tensorflow_is_a_one_line_error(tiny_keras_run, tmp_path, monkey
 
 
 def test_summary_counts_changes_against_float32(run_copy):
-    from convert.cli import summary_table
+    from lungcnn.convert.cli import summary_table
 
     conversions = convert_keras_run(
         run_copy / "model.keras", ConvertOptions(quantizations=("float32", "float16"))

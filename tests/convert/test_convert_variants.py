@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from convert.quantize import QUANTIZATIONS
-from edge.manifest import read_manifest, sha256_file
+from lungcnn.convert.quantize import QUANTIZATIONS
+from lungcnn.edge.manifest import read_manifest, sha256_file
 
 pytest.importorskip("tensorflow")
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402

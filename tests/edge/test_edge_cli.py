@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge import cli
-from edge.contract import load_scan
-from edge.manifest import read_manifest, write_json_atomic
-from edge.report import NOTICE, Progress
-from edge.runtime import ModelError, TFLiteClassifier, interpreter_class
+from lungcnn.edge import cli
+from lungcnn.edge.contract import load_scan
+from lungcnn.edge.manifest import read_manifest, write_json_atomic
+from lungcnn.edge.report import NOTICE, Progress
+from lungcnn.edge.runtime import ModelError, TFLiteClassifier, interpreter_class
 
 INT8_PROBABILITY_TOLERANCE = 0.05  # int8 vs float32 model, per class probability
 FLOAT_PROBABILITY_TOLERANCE = 1e-4  # float32 TFLite vs Keras
@@ -44,7 +44,7 @@ def one_line_errors(result) -> list[str]:
 @pytest.fixture(scope="module")
 def int8_io_model(tiny_keras_run, tmp_path_factory) -> Path:
     """The tiny run's int8 variant with signed int8 input/output (the shared one is uint8)."""
-    from convert.converter import ConvertOptions, convert_keras_run
+    from lungcnn.convert.converter import ConvertOptions, convert_keras_run
 
     out = tmp_path_factory.mktemp("int8_io") / "model_int8io.tflite"
     options = ConvertOptions(quantizations=("int8",), io="int8", out=out)
@@ -233,7 +233,7 @@ def test_unreadable_file_really_fails(int8_model, scan_files, tmp_path):
     shutil.copy(scan_files[0], locked)
     locked.chmod(0o000)
     arguments = ["--json", "--model", str(int8_model), str(locked)]
-    code = f"from edge.cli import main; main({arguments!r})"
+    code = f"from lungcnn.edge.cli import main; main({arguments!r})"
     completed = subprocess.run(
         [*_without_root_file_access(), sys.executable, "-c", code],
         capture_output=True, text=True, timeout=120,
@@ -351,7 +351,7 @@ def test_runtime_falls_back_to_tensorflow_only_last(monkeypatch):
 def test_the_cli_never_imports_tensorflow(int8_model, scan_files):
     code = (
         "import sys\n"
-        "from edge.cli import main\n"
+        "from lungcnn.edge.cli import main\n"
         "try:\n"
         f"    main(['--json', '--model', {str(int8_model)!r}, {str(scan_files[0])!r}])\n"
         "except SystemExit as done:\n"
@@ -368,7 +368,7 @@ def test_the_cli_never_imports_tensorflow(int8_model, scan_files):
 
 def test_python_dash_m_edge_shows_help():
     completed = subprocess.run(
-        [sys.executable, "-m", "edge", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "lungcnn.edge", "--help"], capture_output=True, text=True, timeout=120
     )
     assert completed.returncode == 0
     assert "Exit codes" in completed.stdout and "Not a medical device" in completed.stdout

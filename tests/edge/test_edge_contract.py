@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.contract import MAX_PIXELS, ScanError, load_scan, read_grayscale
+from lungcnn.edge.contract import MAX_PIXELS, ScanError, load_scan, read_grayscale
 
 LOSSY_MEAN_TOLERANCE = 3.0  # mean absolute difference (0-255 scale) allowed for lossy formats
 

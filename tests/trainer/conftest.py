@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edge.contract import CLASS_NAMES
+from lungcnn.edge.contract import CLASS_NAMES
 
 SMOKE_SIZE = 64
 SMOKE_LIMIT = 6
@@ -30,7 +30,7 @@ def invoke_train():
     import typer
     from typer.testing import CliRunner
 
-    from trainer.cli import train_command
+    from lungcnn.trainer.cli import train_command
 
     app = typer.Typer(add_completion=False)
     app.command()(train_command)
@@ -39,7 +39,7 @@ def invoke_train():
 
 @pytest.fixture(scope="session")
 def vendored_fingerprints(dataset_dir):
-    from trainer.dataset import fingerprint_files, list_split
+    from lungcnn.trainer.dataset import fingerprint_files, list_split
 
     rel_paths = [s.rel_path for split in ("train", "test") for s in list_split(dataset_dir, split)]
     prints, failures = fingerprint_files(dataset_dir, rel_paths)

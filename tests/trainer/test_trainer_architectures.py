@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.contract import CLASS_NAMES
-from trainer.architectures import ARCHITECTURES
-from trainer.config import TrainConfig
+from lungcnn.edge.contract import CLASS_NAMES
+from lungcnn.trainer.architectures import ARCHITECTURES
+from lungcnn.trainer.config import TrainConfig
 
 keras = pytest.importorskip("keras")
 

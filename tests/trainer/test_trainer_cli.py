@@ -1,4 +1,4 @@
-"""`lungcnn train` / `python -m trainer`: a short real training and the documented exit codes."""
+"""`lungcnn train` / `python -m lungcnn.trainer`: a short real training and the documented exit codes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from edge.contract import CLASS_NAMES
-from edge.manifest import read_manifest, sha256_file
-from trainer.cli import EXIT_UNREADABLE, EXIT_USAGE
-from trainer.dataset import split_sha256
+from lungcnn.edge.contract import CLASS_NAMES
+from lungcnn.edge.manifest import read_manifest, sha256_file
+from lungcnn.trainer.cli import EXIT_UNREADABLE, EXIT_USAGE
+from lungcnn.trainer.dataset import split_sha256
 
 EVALUATE_KEYS = {"n", "accuracy", "auc_macro", "per_class", "confusion_matrix", "ci95"}
 
@@ -121,7 +121,7 @@ def test_missing_tensorflow_exits_2_with_install_hint(monkeypatch, tmp_path, inv
 
 def test_python_dash_m_trainer_help_lists_exit_codes():
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "lungcnn.trainer", "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0
     assert "Exit codes" in result.stdout and "--limit-per-class" in result.stdout

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from trainer.datacheck import (
+from lungcnn.trainer.datacheck import (
     EXIT_LAYOUT,
     EXIT_READABLE,
     EXIT_UNREADABLE,

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.contract import CLASS_NAMES, load_scan
-from trainer.config import TrainConfig
-from trainer.dataset import (
+from lungcnn.edge.contract import CLASS_NAMES, load_scan
+from lungcnn.trainer.config import TrainConfig
+from lungcnn.trainer.dataset import (
     DatasetError,
     UnreadableScans,
     decode_scans,
@@ -23,7 +23,7 @@ from trainer.dataset import (
     split_sha256,
     split_train_val,
 )
-from trainer.run import prepare_data
+from lungcnn.trainer.run import prepare_data
 
 
 def test_vendored_counts_and_labels_follow_folders(dataset_dir):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.metrics import auc_macro, evaluate
+from lungcnn.trainer.metrics import auc_macro, evaluate
 
 # Six scans, two per class. Predictions: Covid 2/2 right; Normal 1/2 (one called Covid);
 # Viral Pneumonia 1/2 (one called Normal). Accuracy 4/6.

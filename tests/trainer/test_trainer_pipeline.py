@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.contract import load_scan
-from trainer.config import Augmentation
-from trainer.dataset import decode_scans, list_split
+from lungcnn.edge.contract import load_scan
+from lungcnn.trainer.config import Augmentation
+from lungcnn.trainer.dataset import decode_scans, list_split
 
 tf = pytest.importorskip("tensorflow")
-from trainer.pipeline import evaluation_dataset, training_dataset  # noqa: E402
+from lungcnn.trainer.pipeline import evaluation_dataset, training_dataset  # noqa: E402
 
 ACQUISITION = Augmentation(
     zoom=0.0,
@@ -68,7 +68,7 @@ def test_augmentation_changes_pixels_within_range(real_scans, augmentation):
 
 
 def test_model_sees_the_same_pixels_as_the_edge(real_scans):
-    from trainer.architectures import ARCHITECTURES
+    from lungcnn.trainer.architectures import ARCHITECTURES
 
     root, samples, decoded = real_scans
     model = ARCHITECTURES["reference"].build(64)

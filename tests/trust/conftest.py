@@ -12,8 +12,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def calibrated_run(tiny_keras_run, tiny_tflite_models, tmp_path_factory) -> Path:
-    """A copy of the tiny run with its int8 model, calibrated by `trainer.calibration`."""
-    from trainer.calibration import calibrate_run
+    """A copy of the tiny run with its int8 model, calibrated by `calibrate.calibration`."""
+    from lungcnn.calibrate.calibration import calibrate_run
 
     run_dir = tmp_path_factory.mktemp("calibrated_run")
     int8 = tiny_tflite_models["int8"]

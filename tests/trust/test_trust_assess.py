@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from edge.contract import ScanError, read_grayscale
-from edge.manifest import ManifestError, read_manifest
-from edge.runtime import TFLiteClassifier
-from edge.trust import (
+from lungcnn.edge.contract import ScanError, read_grayscale
+from lungcnn.edge.manifest import ManifestError, read_manifest
+from lungcnn.edge.runtime import TFLiteClassifier
+from lungcnn.edge.trust import (
     FLAG_OK,
     FLAG_OUT_OF_DISTRIBUTION,
     FLAG_UNCERTAIN,

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from edge.trust import PROB_FLOOR, TrustSettings, apply_temperature
-from trainer.calibration import (
+from lungcnn.edge.trust import PROB_FLOOR, TrustSettings, apply_temperature
+from lungcnn.calibrate.calibration import (
     EXIT_OK,
     calibrate_command,
     calibrate_run,

@@ -7,7 +7,7 @@ import json
 from PIL import Image
 from typer.testing import CliRunner
 
-from edge import cli
+from lungcnn.edge import cli
 
 
 def run(*args):

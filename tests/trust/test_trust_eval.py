@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.ood_images import non_xray_images, write_non_xray_images
-from benchmarks.trust import low_resolution_jpeg, risk_coverage
-from edge.contract import read_grayscale
+from lungcnn.benchmarks.ood_images import non_xray_images, write_non_xray_images
+from lungcnn.benchmarks.trust import low_resolution_jpeg, risk_coverage
+from lungcnn.edge.contract import read_grayscale
 
 
 def test_non_xray_set_is_large_and_readable(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.heatmap import (
+from lungcnn.edge.heatmap import (
     DISCLAIMER,
     colorize,
     heatmap_path,
@@ -14,8 +14,8 @@ from edge.heatmap import (
     save_overlay,
     write_heatmap,
 )
-from edge.runtime import TFLiteClassifier
-from edge.trust import classifier_run_fn
+from lungcnn.edge.runtime import TFLiteClassifier
+from lungcnn.edge.trust import classifier_run_fn
 
 
 def test_heat_is_highest_where_the_model_looks(toy_model):
@@ -56,7 +56,7 @@ def test_overlay_png_has_caption_and_disclaimer(tmp_path):
 
 
 def test_heatmap_with_a_tflite_model(tiny_tflite_models, train_scan_path):
-    from edge.contract import load_scan
+    from lungcnn.edge.contract import load_scan
 
     classifier = TFLiteClassifier(tiny_tflite_models["int8"], threads=1)
     scan = load_scan(train_scan_path, classifier.input_size)

@@ -1,6 +1,0 @@
-"""lungcnn benchmarks: the full Keras model and every TFLite variant side by side.
-
-`lungcnn bench` (or `python -m benchmarks`) measures quality, latency, cost and robustness
-in one run and writes benchmarks/results/<name>.json, .md and plots.
-Not a medical device: do not use for diagnosis without a clinical study.
-"""

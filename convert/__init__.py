@@ -1,5 +1,0 @@
-"""Keras -> TensorFlow Lite converter (`lungcnn convert`, `python -m convert`).
-
-Library API: `convert.converter.convert_keras_run`. TensorFlow is imported only when a
-conversion runs, so importing this package stays cheap.
-"""

@@ -1,0 +1,89 @@
+"""The scans a benchmark evaluates on: a run's test split and its leak-free subset.
+
+Files are decoded once (edge.contract) and resized per model input size on demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lungcnn.edge.contract import ScanError, read_grayscale, resize_gray
+from lungcnn.trainer.dataset import (
+    DatasetError,
+    Sample,
+    label_of,
+    leak_free_test,
+    limit_per_class,
+    list_split,
+)
+
+
+class TestSetError(ValueError):
+    """The test scans cannot be found or read (one-line reason)."""
+
+
+@dataclass(frozen=True)
+class TestSet:
+    root: Path
+    files: tuple[str, ...]  # relative to root, "test/<class>/<name>"
+    labels: np.ndarray  # indices into the model manifest's class_names
+    leak_free: np.ndarray  # bool mask: True where the file duplicates no training file
+    grays: tuple[np.ndarray, ...]  # 2-D uint8 scans at their own resolution
+    _inputs: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.root / rel for rel in self.files]
+
+    def inputs(self, size: int) -> np.ndarray:
+        """(n, size, size, 1) uint8 model inputs, exactly as edge.contract.load_scan gives them."""
+        if size not in self._inputs:
+            self._inputs[size] = np.stack([resize_gray(gray, size) for gray in self.grays])
+        return self._inputs[size]
+
+
+def test_set_for_run(
+    run_manifest: dict, data_dir: Path | None, scans_per_class: int | None
+) -> TestSet:
+    """With `data_dir`, every scan of DATA/test (leaks checked against DATA/train); else the
+    run manifest's own test split and its `test_dedup` list (computed when absent)."""
+    class_names = run_manifest["class_names"]
+    if data_dir is not None:
+        root = Path(data_dir)
+        test = list_split(root, "test")
+        leak_free = {s.rel_path for s in leak_free_test(root)}
+    else:
+        root = Path(run_manifest.get("data_dir") or "<none>")
+        if not root.is_dir():
+            raise TestSetError(f"dataset folder {root} of the run manifest not found (pass --data DIR)")
+        split = run_manifest.get("split", {})
+        test = _samples(split.get("test", []), class_names)
+        dedup = split.get("test_dedup")
+        leak_free = set(dedup) if dedup is not None else {s.rel_path for s in leak_free_test(root)}
+    test = limit_per_class(test, scans_per_class)
+    if not test:
+        raise TestSetError(f"{root}: no test scans")
+    return TestSet(
+        root=root,
+        files=tuple(s.rel_path for s in test),
+        labels=np.array([s.label for s in test], dtype=np.int64),
+        leak_free=np.array([s.rel_path in leak_free for s in test]),
+        grays=tuple(_read(root, s.rel_path) for s in test),
+    )
+
+
+def _samples(rel_paths: list[str], class_names: list[str]) -> list[Sample]:
+    try:
+        return [Sample(rel, label_of(rel, class_names)) for rel in rel_paths]
+    except DatasetError as error:
+        raise TestSetError(str(error)) from None
+
+
+def _read(root: Path, rel_path: str) -> np.ndarray:
+    try:
+        return read_grayscale(root / rel_path)
+    except ScanError as error:
+        raise TestSetError(f"{root / rel_path}: {error}") from None

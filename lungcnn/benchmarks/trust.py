@@ -1,0 +1,175 @@
+"""The trust section of `lungcnn bench`: how much the flags of `edge.trust` can be trusted.
+
+For one .tflite model whose manifest carries "calibration" and "trust" (`lungcnn calibrate`,
+which the benchmark runs first when they are missing), on the benchmark's own test set:
+  - accuracy overall, abstain rate, accuracy of accepted scans, share of wrong answers
+    flagged, risk-coverage (accuracy of the most stable scans vs share accepted), on the
+    test scans and on their leak-free subset;
+  - acquisition-shift proxies: the test scans downscaled to 128 px and re-encoded as JPEG
+    quality 30, and each change of `benchmarks.robustness`: same numbers;
+  - non-X-ray images (`benchmarks.ood_images`): share refused as out_of_distribution;
+  - ECE before/after temperature scaling on test; occlusion heatmap time on one thread.
+Thresholds are never fitted here: the test scans are only read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lungcnn.benchmarks.config import HEATMAP_CALLS
+from lungcnn.benchmarks.robustness import ACQUISITION_CHANGES, Change, jpeg_roundtrip, shrink_longest_side
+from lungcnn.benchmarks.testset import TestSet
+from lungcnn.benchmarks.timing import distribution_ms, time_calls
+from lungcnn.edge.contract import read_grayscale, resize_gray
+from lungcnn.edge.heatmap import occlusion_heatmap
+from lungcnn.edge.runtime import TFLiteClassifier
+from lungcnn.edge.trust import (
+    FLAG_OK,
+    FLAG_OUT_OF_DISTRIBUTION,
+    apply_temperature,
+    assess_with_classifier,
+    classifier_run_fn,
+)
+from lungcnn.calibrate.calibration import expected_calibration_error
+
+COVERAGES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
+LOW_RESOLUTION_SIDE = 128
+LOW_RESOLUTION_JPEG_QUALITY = 30
+LOW_RESOLUTION_PROXY = "low_resolution_128_jpeg_q30"
+
+
+def low_resolution_jpeg(gray: np.ndarray, size: int) -> np.ndarray:
+    """A re-encoded low-resolution copy: longest side 128 px, JPEG quality 30."""
+    small = shrink_longest_side(Image.fromarray(gray), LOW_RESOLUTION_SIDE)
+    return np.asarray(jpeg_roundtrip(small, LOW_RESOLUTION_JPEG_QUALITY), dtype=np.uint8)
+
+
+def shift_proxies(changes: dict[str, Change] | None = None) -> dict[str, Change]:
+    """Every shift proxy as `(gray, size) -> 2-D gray scan`: the low-resolution copy, then
+    each acquisition change (`changes`, e.g. the benchmark's cached ones)."""
+    changes = ACQUISITION_CHANGES if changes is None else changes
+    return {LOW_RESOLUTION_PROXY: low_resolution_jpeg,
+            **{name: _as_gray_change(change) for name, change in changes.items()}}
+
+
+def _as_gray_change(change: Change) -> Change:
+    """A robustness change returns the model input; as a 2-D scan it decodes to itself."""
+    return lambda gray, size: change(gray, size)[:, :, 0]
+
+
+def risk_coverage(correct: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """Accuracy of the `coverage` share of scans with the highest scores, for each coverage."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    correct = np.asarray(correct, dtype=bool)[order]
+    rows = []
+    for coverage in COVERAGES:
+        kept = max(1, int(round(coverage * len(correct))))
+        rows.append({"coverage": coverage, "accuracy": float(correct[:kept].mean()),
+                     "min_score": float(np.asarray(scores)[order][kept - 1])})
+    return rows
+
+
+def summarize(assessments: list, labels: np.ndarray) -> dict:
+    """Accuracy, abstain rate and how well the flags catch wrong answers."""
+    predicted = np.array([a.label for a in assessments])
+    flags = np.array([a.flag for a in assessments])
+    correct = predicted == labels
+    accepted = flags == FLAG_OK
+    wrong = ~correct
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(correct.mean()),
+        "abstain_rate": float((~accepted).mean()),
+        "out_of_distribution_rate": float((flags == FLAG_OUT_OF_DISTRIBUTION).mean()),
+        "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else None,
+        "wrong_flagged": float((~accepted[wrong]).mean()) if wrong.any() else None,
+        "n_wrong": int(wrong.sum()),
+        "n_wrong_flagged": int((~accepted[wrong]).sum()),
+        "risk_coverage": risk_coverage(correct, [a.stability for a in assessments]),
+    }
+
+
+def evaluate_trust(
+    model_path: Path,
+    test_set: TestSet,
+    non_xray: list[Path],
+    proxies: dict[str, Change] | None = None,
+    threads: int | None = None,
+    heatmap_calls: int = HEATMAP_CALLS,
+    echo: Callable[[str], None] = lambda line: None,
+) -> dict:
+    """The trust report of one calibrated .tflite model on `test_set` and the `non_xray`
+    image files (`benchmarks.ood_images.write_non_xray_images`); `proxies` as from
+    `shift_proxies` (default: all of them), `threads` for the model (the heatmap: one).
+
+    Every scan is assessed as `edge-classify` assesses it (`assess_with_classifier`: the
+    thresholds of the model's manifest, the colour of the scan's file), so a check added
+    to `edge.trust` is measured here too."""
+    classifier = TFLiteClassifier(model_path, threads=threads)
+    settings, size, labels = classifier.trust_settings, classifier.input_size, test_set.labels
+
+    def assess_all(change: Change | None = None) -> list:
+        return [assess_with_classifier(classifier, path,
+                                       gray if change is None else change(gray, size))
+                for path, gray in zip(test_set.paths, test_set.grays)]
+
+    clean = assess_all()
+    raw = np.stack([a.raw_probabilities for a in clean])
+    report = {
+        "thresholds": {"temperature": settings.temperature,
+                       "min_confidence": settings.min_confidence},
+        "test": summarize(clean, labels),
+        "ece_before": expected_calibration_error(raw, labels),
+        "ece_after": expected_calibration_error(apply_temperature(raw, settings.temperature),
+                                                labels),
+    }
+    keep = test_set.leak_free
+    report["test_dedup"] = (summarize([a for a, k in zip(clean, keep) if k], labels[keep])
+                            if keep.any() else None)
+    echo(_line("test", report["test"]))
+    report["shift_proxies"] = {}
+    for name, change in (shift_proxies() if proxies is None else proxies).items():
+        report["shift_proxies"][name] = summarize(assess_all(change), labels)
+        echo(_line(name, report["shift_proxies"][name]))
+    report["non_xray"] = non_xray_refusal(classifier, non_xray)
+    echo(f"non-X-ray images: {report['non_xray']['refused_rate']:.0%} refused as "
+         f"out_of_distribution, {report['non_xray']['flagged_rate']:.0%} flagged "
+         f"(n={report['non_xray']['n']})")
+    report["heatmap_ms_one_thread"] = heatmap_time(model_path, test_set.grays[:heatmap_calls],
+                                                   size)
+    echo(f"heatmap p50 {report['heatmap_ms_one_thread']['p50']:.0f} ms on one thread")
+    return report
+
+
+def non_xray_refusal(classifier: TFLiteClassifier, paths: list[Path]) -> dict:
+    """How many of the non-X-ray image files `paths` are refused or flagged."""
+    flags = {path.stem: assess_with_classifier(classifier, path, read_grayscale(path)).flag
+             for path in paths}
+    return {
+        "n": len(flags),
+        "refused_rate": float(np.mean([f == FLAG_OUT_OF_DISTRIBUTION for f in flags.values()])),
+        "flagged_rate": float(np.mean([f != FLAG_OK for f in flags.values()])),
+        "not_refused": sorted(n for n, f in flags.items() if f != FLAG_OUT_OF_DISTRIBUTION),
+    }
+
+
+def heatmap_time(model_path: Path, grays: list[np.ndarray], size: int) -> dict:
+    """Occlusion heatmap latency with a one-thread interpreter (percentiles in ms)."""
+    run_fn = classifier_run_fn(TFLiteClassifier(model_path, threads=1))
+    inputs = [resize_gray(gray, size) for gray in grays]
+    samples = time_calls(lambda i: occlusion_heatmap(run_fn, inputs[i % len(inputs)]),
+                         calls=len(inputs), warmup=1)
+    return distribution_ms(samples)
+
+
+def _line(name: str, summary: dict) -> str:
+    accepted = summary["accepted_accuracy"]
+    wrong = summary["wrong_flagged"]
+    return (f"{name}: accuracy {summary['accuracy']:.0%}, abstain {summary['abstain_rate']:.0%}"
+            f" (OOD {summary['out_of_distribution_rate']:.0%}), accepted accuracy "
+            f"{'-' if accepted is None else f'{accepted:.0%}'}, wrong flagged "
+            f"{'-' if wrong is None else f'{wrong:.0%}'} of {summary['n_wrong']}")

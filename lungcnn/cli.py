@@ -1,0 +1,36 @@
+"""`lungcnn`: the workbench command that mounts each stage's own command.
+
+    lungcnn train   -> trainer.cli      (python -m lungcnn.trainer)
+    lungcnn data    -> trainer.datacheck
+    lungcnn convert -> convert.cli      (python -m lungcnn.convert)
+    lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
+    lungcnn calibrate -> calibrate.calibration (confidence calibration, abstention thresholds)
+
+Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from lungcnn.benchmarks.cli import bench_command
+from lungcnn.convert.cli import convert_command
+from lungcnn.calibrate.calibration import calibrate_command
+from lungcnn.trainer.cli import train_command
+from lungcnn.trainer.datacheck import data_app
+
+app = typer.Typer(
+    help="lungcnn workbench: train, check data, convert to TFLite and benchmark. "
+    "Not a medical device: do not use for diagnosis without a clinical study.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("train")(train_command)
+app.command("convert")(convert_command)
+app.command("bench")(bench_command)
+app.command("calibrate")(calibrate_command)
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,3 @@
+from lungcnn.edge.cli import main
+
+main()

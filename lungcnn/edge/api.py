@@ -1,0 +1,120 @@
+"""The Python API of the device kernel: classify a scan file or array without TensorFlow.
+
+    from lungcnn import Classifier
+    classifier = Classifier()                  # the bundled model, or Classifier("m.tflite")
+    result = classifier.classify("scan.png")   # or a 2-D uint8 / H x W x 3 array
+    result.to_dict()                           # exactly one `edge-classify --json` record
+    classifier.heatmap("scan.png", "scan.heatmap.png")
+
+The CLI, the server and the archive job all go through `Classifier.classify`, so every
+front end gives the same answer for the same scan. Not a medical device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lungcnn.edge.contract import ScanError, read_grayscale, resize_gray
+from lungcnn.edge.heatmap import (
+    DEFAULT_GRID,
+    heatmap_caption,
+    occlusion_heatmap,
+    overlay,
+    save_overlay,
+)
+from lungcnn.edge.report import ScanResult
+from lungcnn.edge.runtime import TFLiteClassifier
+from lungcnn.edge.trust import (
+    assess,
+    classifier_features_fn,
+    classifier_run_fn,
+    colourfulness,
+    file_colourfulness,
+)
+
+BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lungcnn_int8.tflite"
+
+Scan = str | Path | np.ndarray
+
+
+class Classifier:
+    """A TFLite model with its manifest: labels, input size, calibration and trust checks.
+
+    Raises `lungcnn.edge.runtime.ModelError` (one line) when the model or its manifest is
+    unusable."""
+
+    def __init__(self, model: str | Path | None = None, *, threads: int | None = None):
+        self.model_path = Path(model) if model is not None else BUNDLED_MODEL
+        self._model = TFLiteClassifier(self.model_path, threads=threads)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._model.class_names
+
+    @property
+    def input_size(self) -> int:
+        return self._model.input_size
+
+    @property
+    def manifest(self) -> dict:
+        return self._model.manifest
+
+    @property
+    def runtime(self) -> TFLiteClassifier:
+        return self._model
+
+    def classify(self, scan: Scan, *, name: str | Path | None = None) -> ScanResult:
+        """Classify one scan; a scan that cannot be decoded gives a result with its one-line
+        error, never an exception. `name` labels an array in the record (default `<array>`)."""
+        path = Path(name) if name is not None else _name_of(scan)
+        try:
+            gray, colour = self._decode(scan)
+        except ScanError as error:
+            return ScanResult(path, error=str(error))
+        return self.classify_gray(gray, path, colour)
+
+    def classify_gray(self, gray: np.ndarray, path: Path, colour: float = 0.0) -> ScanResult:
+        """Classify an already decoded 2-D uint8 scan (`edge.contract.read_grayscale`)."""
+        assessment = assess(classifier_run_fn(self._model), gray, self.input_size,
+                            self._model.trust_settings, colour=colour,
+                            features_fn=classifier_features_fn(self._model))
+        prediction = self._model.prediction(assessment.raw_probabilities)
+        return ScanResult(path, prediction=prediction, trust=assessment.to_record())
+
+    def heatmap(self, scan: Scan, out: str | Path | None = None, *,
+                grid: int = DEFAULT_GRID) -> Image.Image:
+        """The occlusion heatmap of `scan` for its predicted class, drawn over the scan; also
+        written as a PNG (with the notice in its text chunks) when `out` is given. Raises
+        `edge.contract.ScanError` for a scan that cannot be decoded, OSError for `out`."""
+        gray, _ = self._decode(scan)
+        drops, target, base = occlusion_heatmap(classifier_run_fn(self._model),
+                                                resize_gray(gray, self.input_size), grid)
+        if out is not None:
+            caption = heatmap_caption(_name_of(scan), self.class_names[target], base[target],
+                                      grid)
+            save_overlay(out, gray, drops, caption)
+        return overlay(gray, drops)
+
+    def _decode(self, scan: Scan) -> tuple[np.ndarray, float]:
+        if isinstance(scan, np.ndarray):
+            return _array_to_gray(scan)
+        return read_grayscale(scan), file_colourfulness(scan)
+
+
+def _name_of(scan: Scan) -> Path:
+    return Path("<array>") if isinstance(scan, np.ndarray) else Path(scan)
+
+
+def _array_to_gray(array: np.ndarray) -> tuple[np.ndarray, float]:
+    """A 2-D grayscale or H x W x 3 RGB uint8 array as the contract's grayscale scan."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
+        raise ScanError("an array scan must be 2-D grayscale or H x W x 3 RGB, uint8")
+    if array.ndim == 2:
+        return array, 0.0
+    if array.shape[2] != 3:
+        raise ScanError("an array scan must be 2-D grayscale or H x W x 3 RGB, uint8")
+    gray = np.asarray(Image.fromarray(array, mode="RGB").convert("L"), dtype=np.uint8)
+    return gray, colourfulness(array.astype(np.float64))

@@ -1,0 +1,201 @@
+"""How results are written: a readable table, JSON lines or CSV, each carrying the notice
+that this is not a medical device. Rows are written as they come, so big folders stream."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from lungcnn.edge.runtime import Prediction
+from lungcnn.edge.trust import TRUST_FIELDS
+
+NOTICE = (
+    "Not a medical device: must not be used for diagnosis or any clinical decision "
+    "without a clinical study."
+)
+_CONFIDENCE_NOTE = (
+    "confidence: calibrated on validation scans when the model's manifest has a calibration; "
+    "flag: ok, uncertain (low or unstable confidence) or out_of_distribution (unlike the "
+    "training X-rays)."
+)
+_MAX_FILE_COLUMN = 48
+_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The outcome for one file: a prediction, or a one-line error."""
+
+    path: Path
+    prediction: Prediction | None = None
+    error: str | None = None
+    trust: dict | None = None  # edge.trust.Assessment.to_record(): flag, reason, ...
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def file(self) -> str:
+        return display_name(self.path)
+
+    def to_dict(self) -> dict:
+        """The JSON object of this result; CSV writes the same fields as columns, so a field
+        added here (say an abstention flag and its reason) reaches both."""
+        prediction = self.prediction
+        return {
+            "file": self.file,
+            "status": "ok" if self.ok else "error",
+            "label": prediction.label if prediction else None,
+            "confidence": round(prediction.confidence, _DECIMALS) if prediction else None,
+            "probabilities": (
+                {name: round(p, _DECIMALS) for name, p in prediction.probabilities.items()}
+                if prediction
+                else None
+            ),
+            **{key: (self.trust or {}).get(key) for key in TRUST_FIELDS},
+            "error": self.error,
+            "notice": NOTICE,
+        }
+
+
+def display_name(path: Path) -> str:
+    """The path as text that can always be printed (undecodable bytes become U+FFFD)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class JsonLinesWriter:
+    """One JSON object per scan per line, errors included (status "error")."""
+
+    def __init__(self, stream: TextIO, class_names: tuple[str, ...], files: list[str]):
+        self._stream = stream
+
+    def write(self, result: ScanResult) -> None:
+        self._stream.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def finish(self, classified: int, failed: int) -> None:
+        """JSON lines need no footer: every object carries the notice."""
+
+
+class CsvWriter:
+    """A header, then one row per scan with the JSON record's fields (one column per class
+    for the probabilities); the notice is a column so every row carries it."""
+
+    def __init__(self, stream: TextIO, class_names: tuple[str, ...], files: list[str]):
+        self._stream = stream
+        self._class_names = class_names
+        self._writer = csv.writer(stream, lineterminator="\n")
+        self._writer.writerow(self._flatten(ScanResult(Path()).to_dict()))
+
+    def write(self, result: ScanResult) -> None:
+        self._writer.writerow(self._flatten(result.to_dict()).values())
+        self._stream.flush()
+
+    def finish(self, classified: int, failed: int) -> None:
+        """Every row already carries the notice."""
+
+    def _flatten(self, record: dict) -> dict:
+        row = {}
+        for key, value in record.items():
+            if key == "probabilities":
+                row.update({name: (value or {}).get(name) for name in self._class_names})
+            else:
+                row[key] = value
+        return {key: "" if value is None else value for key, value in row.items()}
+
+
+class TableWriter:
+    """Aligned columns for people; failed files are reported on stderr and in the footer."""
+
+    def __init__(self, stream: TextIO, class_names: tuple[str, ...], files: list[str]):
+        self._stream = stream
+        self._class_names = class_names
+        longest = max((len(name) for name in files), default=4)
+        self._file_width = max(4, min(longest, _MAX_FILE_COLUMN))
+        self._probability_widths = [max(len(name), 5) for name in class_names]
+        self._flagged: list[str] = []
+        self._line(["file", "label", "confidence", "flag", *class_names])
+
+    def write(self, result: ScanResult) -> None:
+        if result.prediction is None:
+            return
+        prediction = result.prediction
+        trust = result.trust or {}
+        flag = trust.get("flag") or "-"
+        confidence = trust.get("calibrated_confidence", prediction.confidence)
+        if flag not in ("ok", "-"):
+            self._flagged.append(f"  {result.file}: {flag}: {trust.get('reason')}")
+        self._line(
+            [
+                result.file,
+                prediction.label,
+                f"{confidence:.3f}",
+                flag,
+                *(f"{prediction.probabilities[name]:.3f}" for name in self._class_names),
+            ]
+        )
+
+    def finish(self, classified: int, failed: int) -> None:
+        summary = f"{classified} classified"
+        if failed:
+            summary += f", {failed} failed (reasons on stderr)"
+        if self._flagged:
+            summary += f"; {len(self._flagged)} flagged, do not rely on their labels"
+            summary += ":\n" + "\n".join(self._flagged)
+        self._stream.write(f"\n{summary}.\n{_CONFIDENCE_NOTE}\n{NOTICE}\n")
+        self._stream.flush()
+
+    def _line(self, cells: list[str]) -> None:
+        file_cell = _shorten_left(cells[0], self._file_width).ljust(self._file_width)
+        label_width = max(len("label"), *(len(name) for name in self._class_names))
+        probabilities = [
+            cell.rjust(width) for cell, width in zip(cells[4:], self._probability_widths)
+        ]
+        flag_cell = cells[3].ljust(len("out_of_distribution"))
+        row = [file_cell, cells[1].ljust(label_width), cells[2].rjust(10), flag_cell,
+               *probabilities]
+        self._stream.write("  ".join(row).rstrip() + "\n")
+        self._stream.flush()
+
+
+WRITERS = {"table": TableWriter, "json": JsonLinesWriter, "csv": CsvWriter}
+
+
+class Progress:
+    """A one-line counter on stderr, only when stderr is a terminal and the batch is big."""
+
+    MIN_FILES = 10
+
+    def __init__(self, stream: TextIO, total: int):
+        self._stream = stream
+        self._total = total
+        self._enabled = total >= self.MIN_FILES and _is_terminal(stream)
+        self._shown = False
+
+    def update(self, done: int) -> None:
+        if self._enabled:
+            self._stream.write(f"\rclassifying {done}/{self._total}")
+            self._stream.flush()
+            self._shown = True
+
+    def clear(self) -> None:
+        """Erase the counter before anything else is printed to the terminal."""
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._shown = False
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _shorten_left(text: str, width: int) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3) :]

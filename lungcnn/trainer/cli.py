@@ -1,0 +1,183 @@
+"""`lungcnn train` / `python -m lungcnn.trainer`: train an architecture and write a run directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Literal, NoReturn
+
+import typer
+
+from lungcnn.trainer.architectures import ARCHITECTURES
+from lungcnn.trainer.dataset import DatasetError, UnreadableScans, default_data_dir
+from lungcnn.trainer.metrics import format_with_ci
+
+NOTICE = "Not a medical device: do not use these results for diagnosis without a clinical study."
+EXIT_UNREADABLE, EXIT_USAGE = 1, 2
+ArchName = Literal[tuple(ARCHITECTURES)]  # the choices follow the registry
+
+
+def train_command(
+    arch: Annotated[
+        ArchName,
+        typer.Option(
+            help="Architecture from the registry (trainer/architectures.py); it brings its "
+            "default recipe, which the options below override."
+        ),
+    ] = "reference",
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Dataset root holding train/<class>/ and test/<class>/. "
+            "(default: the repository's data/covid19-dataset)",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="RUN_DIR", help="Run directory to write. (default: runs/<arch>-seed<seed>)"
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (recipe: 40).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of weights, shuffling and augmentation.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (recipe: 16).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (recipe: 0.005).")] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction of each class of train/ held out for validation (recipe: 0.2)."
+        ),
+    ] = None,
+    early_stopping: Annotated[
+        bool | None,
+        typer.Option(
+            "--early-stopping/--no-early-stopping",
+            help="Stop when validation AUC has not improved for 10 epochs (recipe: off "
+            "for reference).",
+            show_default=False,
+        ),
+    ] = None,
+    dedup: Annotated[
+        bool | None,
+        typer.Option(
+            "--dedup/--no-dedup",
+            help="Drop validation files byte-identical to a training file. Test metrics are always "
+            "reported on the full test split and on its leak-free subset. (recipe: off)",
+            show_default=False,
+        ),
+    ] = None,
+    limit_per_class: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            metavar="N",
+            help="Use only the first N files of each class of each split (fast smoke tests).",
+        ),
+    ] = None,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            min=8, help="Input side in pixels (recipe: the architecture's, 512 for reference)."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model already in RUN_DIR.")
+    ] = False,
+) -> None:
+    """Train an architecture and write its run directory.
+
+    Validation is carved out of DIR/train with a fixed seed; the test split
+    never influences training or model selection. RUN_DIR receives
+    model.keras (the epoch with the best validation accuracy), manifest.json,
+    history.json, metrics.json (val, test, and test_dedup = test without the
+    files leaked from train) and plots/.
+
+    Exit codes:
+    0 trained and saved;
+    1 some scans unreadable (each listed; see `lungcnn data check DIR`);
+    2 usage error: bad option, DIR missing or not DIR/{train,test}/<class>/,
+    RUN_DIR already holds a model (use --overwrite), or TensorFlow not installed.
+    """
+    spec = ARCHITECTURES[arch]
+    overrides = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "val_fraction": val_fraction,
+        "early_stopping": early_stopping,
+        "dedup": dedup,
+        "limit_per_class": limit_per_class,
+        "input_size": size,
+    }
+    try:
+        config = replace(
+            spec.recipe, seed=seed, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except ValueError as error:
+        _fail(EXIT_USAGE, f"invalid option: {error}")
+    data_dir = data if data is not None else default_data_dir()
+    if not data_dir.is_dir():
+        hint = "" if data is not None else " (not a source checkout? pass --data DIR)"
+        _fail(EXIT_USAGE, f"dataset folder not found: {data_dir}{hint}")
+    run_dir = out if out is not None else Path("runs") / f"{arch}-seed{seed}"
+    if (run_dir / "model.keras").exists() and not overwrite:
+        _fail(EXIT_USAGE, f"{run_dir} already holds model.keras; pass --overwrite or another --out")
+    _require_writable(run_dir)
+    _require_tensorflow()
+
+    from lungcnn.trainer.run import train_run
+
+    try:
+        result = train_run(spec, config, data_dir, run_dir)
+    except DatasetError as error:
+        _fail(EXIT_USAGE, str(error))
+    except UnreadableScans as error:
+        for rel_path, reason in error.failures:
+            typer.echo(f"error: {data_dir / rel_path}: {reason}", err=True)
+        _fail(
+            EXIT_UNREADABLE,
+            f"{len(error.failures)} unreadable file(s); run `lungcnn data check {data_dir}`",
+        )
+    _print_summary(arch, config.seed, result)
+
+
+def _print_summary(arch: str, seed: int, result) -> None:
+    typer.echo(
+        f"\n{arch}, seed {seed}: kept epoch {result.best_epoch} of {result.epochs_run} "
+        f"(best validation accuracy), wall time {result.wall_seconds:.0f} s"
+    )
+    typer.echo(f"{'':11}{'n':>4}  {'accuracy [95% CI]':<24}{'AUC macro [95% CI]'}")
+    for name, metrics in result.metrics.items():
+        ci = metrics["ci95"]
+        typer.echo(
+            f"{name:<11}{metrics['n']:>4}  "
+            f"{format_with_ci(metrics['accuracy'], ci['accuracy']):<24}"
+            f"{format_with_ci(metrics['auc_macro'], ci['auc_macro'])}"
+        )
+    typer.echo(f"Run directory: {result.run_dir}")
+    typer.echo(NOTICE)
+
+
+def _require_writable(run_dir: Path) -> None:
+    """Refuse an unusable RUN_DIR before training, not after it."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _fail(EXIT_USAGE, f"{run_dir}: cannot create the run folder ({error.strerror or error})")
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        _fail(EXIT_USAGE, f"{run_dir}: run folder is not writable")
+
+
+def _require_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        _fail(EXIT_USAGE, "TensorFlow is not installed: pip install 'lungcnn[train]'")
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)

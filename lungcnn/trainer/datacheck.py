@@ -1,0 +1,159 @@
+"""`lungcnn data check DIR`: counts, unreadable files, duplicates and train/test leaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lungcnn.edge.contract import CLASS_NAMES
+from lungcnn.trainer.dataset import (
+    NEAR_DUPLICATE_CORRELATION,
+    SPLITS,
+    THUMBNAIL_SIZE,
+    DatasetError,
+    find_duplicates,
+    fingerprint_files,
+    leaked_test_files,
+    list_split,
+)
+
+EXIT_READABLE, EXIT_UNREADABLE, EXIT_LAYOUT = 0, 1, 2
+
+data_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@data_app.callback()
+def data_group() -> None:
+    """Inspect a dataset folder before training."""  # a callback keeps `check` a subcommand
+
+
+@data_app.command("check")
+def check_command(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DIR", help="Dataset root holding train/<class>/ and test/<class>/."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Report counts, unreadable files, duplicates and train/test leaks.
+
+    Decodes every file; lists exact duplicates (identical bytes) and near
+    duplicates (the same picture re-encoded, resized or re-windowed) within
+    and across splits, and the test files that copy a train file.
+
+    Exit codes:
+    0 every file readable (duplicates are findings, not errors);
+    1 some files unreadable (each listed with the reason);
+    2 DIR missing or not in the DIR/{train,test}/<class>/ layout.
+    """
+    try:
+        report = check_dataset(directory)
+    except DatasetError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_LAYOUT) from None
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    raise typer.Exit(EXIT_UNREADABLE if report["unreadable"] else EXIT_READABLE)
+
+
+def check_dataset(root: Path) -> dict:
+    """The data check as a JSON-ready dict; raises DatasetError on a wrong layout."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    samples = {split: list_split(root, split) for split in SPLITS}
+    labels = {s.rel_path: s.label for split in SPLITS for s in samples[split]}
+    prints, failures = fingerprint_files(root, list(labels))
+    duplicates = [
+        {
+            "first": d.first,
+            "second": d.second,
+            "kind": d.kind,
+            "similarity": d.similarity,
+            "scope": _scope(d.first, d.second),
+            "same_class": labels[d.first] == labels[d.second],
+        }
+        for d in find_duplicates(prints)
+    ]
+    by_split = {
+        split: {s.rel_path: prints[s.rel_path] for s in samples[split] if s.rel_path in prints}
+        for split in SPLITS
+    }
+    leaks = leaked_test_files(by_split["test"], by_split["train"])
+    return {
+        "root": str(root),
+        "counts": {split: _counts(samples[split]) for split in SPLITS},
+        "unreadable": [{"file": rel_path, "reason": reason} for rel_path, reason in failures],
+        "near_duplicate": {
+            "thumbnail_size": THUMBNAIL_SIZE,
+            "min_correlation": NEAR_DUPLICATE_CORRELATION,
+        },
+        "duplicates": duplicates,
+        "leaked_test_files": sorted(leaks),
+        "leak_free_test_files": len(samples["test"]) - len(leaks),
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [f"Dataset: {report['root']}", ""]
+    lines += _count_table(report["counts"])
+    unreadable = report["unreadable"]
+    lines += ["", f"Unreadable files: {len(unreadable) or 'none'}"]
+    lines += [f"  {item['file']}: {item['reason']}" for item in unreadable]
+    near = report["near_duplicate"]
+    for kind, title, sign in (
+        ("exact", "Exact duplicates (identical bytes)", "=="),
+        (
+            "near",
+            f"Near duplicates ({near['thumbnail_size']}x{near['thumbnail_size']} "
+            f"thumbnail correlation >= {near['min_correlation']})",
+            "~=",
+        ),
+    ):
+        pairs = [d for d in report["duplicates"] if d["kind"] == kind]
+        lines += ["", f"{title}: {len(pairs) or 'none'}"]
+        lines += [_pair_line(d, sign) for d in pairs]
+    total_test = report["counts"]["test"]["total"]
+    leaked = report["leaked_test_files"]
+    lines += [
+        "",
+        f"Test files leaked from train (exact or near copy of a train file): "
+        f"{len(leaked)} of {total_test}; leak-free test subset: "
+        f"{report['leak_free_test_files']} files.",
+    ]
+    lines += [f"  {rel_path}" for rel_path in leaked]
+    return "\n".join(lines)
+
+
+def _pair_line(duplicate: dict, sign: str) -> str:
+    similarity = "" if duplicate["kind"] == "exact" else f"{duplicate['similarity']:.3f}  "
+    warning = "" if duplicate["same_class"] else "  [DIFFERENT CLASSES]"
+    return (
+        f"  {duplicate['scope']:<14}{similarity}{duplicate['first']} {sign} "
+        f"{duplicate['second']}{warning}"
+    )
+
+
+def _count_table(counts: dict) -> list[str]:
+    columns = [*CLASS_NAMES, "total"]
+    header = f"{'split':<7}" + "".join(f"{name:>{len(name) + 2}}" for name in columns)
+    rows = [
+        f"{split:<7}" + "".join(f"{counts[split][name]:>{len(name) + 2}}" for name in columns)
+        for split in counts
+    ]
+    return [header, *rows]
+
+
+def _counts(samples) -> dict[str, int]:
+    counts = {name: 0 for name in CLASS_NAMES}
+    for sample in samples:
+        counts[sample.class_name] += 1
+    return {**counts, "total": len(samples)}
+
+
+def _scope(first: str, second: str) -> str:
+    splits = sorted({first.split("/", 1)[0], second.split("/", 1)[0]})
+    return f"within {splits[0]}" if len(splits) == 1 else "train-test"

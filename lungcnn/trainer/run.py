@@ -1,0 +1,164 @@
+"""One training run: split and decode the data, fit, evaluate, write the run directory.
+
+RUN_DIR/model.keras, manifest.json, history.json, metrics.json and plots/*.png; the layout
+is the shared contract read by convert, edge and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lungcnn.edge.manifest import base_manifest, library_versions, sha256_file, write_json_atomic
+from lungcnn.trainer.architectures import ArchSpec
+from lungcnn.trainer.config import TrainConfig
+from lungcnn.trainer.dataset import (
+    DecodedScans,
+    Sample,
+    UnreadableScans,
+    decode_scans,
+    fingerprint_files,
+    leaked_test_files,
+    limit_per_class,
+    list_split,
+    split_sha256,
+    split_train_val,
+)
+from lungcnn.trainer.metrics import evaluate
+
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: DecodedScans
+    val: DecodedScans
+    test: DecodedScans
+    test_dedup: list[Sample]  # test samples with no exact or near duplicate in ROOT/train
+
+    def split_lists(self) -> dict[str, list[str]]:
+        return {
+            "train": [s.rel_path for s in self.train.samples],
+            "val": [s.rel_path for s in self.val.samples],
+            "test": [s.rel_path for s in self.test.samples],
+            "test_dedup": [s.rel_path for s in self.test_dedup],
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    metrics: dict  # {"val", "test", "test_dedup"}: trainer.metrics.evaluate results
+    best_epoch: int
+    epochs_run: int
+    wall_seconds: float
+
+
+def prepare_data(data_dir: Path, config: TrainConfig) -> PreparedData:
+    """Decode every scan used once; the leak check compares test with all of ROOT/train.
+
+    Raises DatasetError (layout) or UnreadableScans."""
+    all_train = list_split(data_dir, "train")
+    pool = limit_per_class(all_train, config.limit_per_class)
+    test = limit_per_class(list_split(data_dir, "test"), config.limit_per_class)
+    train, val = split_train_val(pool, config.val_fraction, config.split_seed)
+    decoded = decode_scans(data_dir, pool + test, config.input_size)
+    prints = {s.rel_path: p for s, p in zip(decoded.samples, decoded.fingerprints)}
+    others, failures = fingerprint_files(
+        data_dir, [s.rel_path for s in all_train if s.rel_path not in prints]
+    )
+    if failures:
+        raise UnreadableScans(failures)
+    prints.update(others)
+    if config.dedup:
+        train_hashes = {prints[s.rel_path].sha256 for s in train}
+        val = [s for s in val if prints[s.rel_path].sha256 not in train_hashes]
+    leaks = leaked_test_files(
+        {s.rel_path: prints[s.rel_path] for s in test},
+        {s.rel_path: prints[s.rel_path] for s in all_train},
+    )
+    return PreparedData(
+        train=_subset(decoded, train),
+        val=_subset(decoded, val),
+        test=_subset(decoded, test),
+        test_dedup=[s for s in test if s.rel_path not in leaks],
+    )
+
+
+def train_run(
+    arch: ArchSpec, config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2
+) -> RunResult:
+    from lungcnn.trainer import training
+    from lungcnn.trainer.plots import write_plots
+
+    started = time.monotonic()
+    data = prepare_data(data_dir, config)
+    fitted = training.fit(arch.build, config, data.train, data.val, verbose=verbose)
+    val_probs = training.predict(fitted.model, data.val.images, config.batch_size)
+    test_probs = training.predict(fitted.model, data.test.images, config.batch_size)
+    dedup_rows = _rows(data.test, data.test_dedup)
+    metrics = {
+        "val": evaluate(data.val.labels, val_probs),
+        "test": evaluate(data.test.labels, test_probs),
+        "test_dedup": evaluate(data.test.labels[dedup_rows], test_probs[dedup_rows]),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model_path = _save_model_atomic(fitted.model, run_dir / "model.keras")
+    write_json_atomic(
+        run_dir / "manifest.json", _manifest(arch, config, data, data_dir, model_path)
+    )
+    write_json_atomic(run_dir / "history.json", fitted.history)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_plots(run_dir / "plots", fitted.history, metrics["test"], data.test.labels, test_probs)
+    return RunResult(
+        run_dir,
+        metrics,
+        fitted.history["best_epoch"],
+        len(fitted.history["loss"]),
+        time.monotonic() - started,
+    )
+
+
+def _manifest(
+    arch: ArchSpec, config: TrainConfig, data: PreparedData, data_dir: Path, model_path: Path
+) -> dict:
+    split = data.split_lists()
+    manifest = base_manifest(model_path, size=config.input_size, kind="keras")
+    manifest.update(
+        {
+            "arch": arch.name,
+            "config": config.to_json(),
+            "seed": config.seed,
+            "model_sha256": sha256_file(model_path),
+            "data_dir": str(data_dir.resolve()),
+            "split": {"seed": config.split_seed, **split, "sha256": split_sha256(split)},
+            "versions": library_versions(),
+        }
+    )
+    return manifest
+
+
+def _save_model_atomic(model, path: Path) -> Path:
+    # Keras wants a ".keras" name, so save into a private folder and rename into place.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".saving-") as folder:
+        temporary = Path(folder) / path.name
+        model.save(temporary)
+        os.replace(temporary, path)
+    return path
+
+
+def _subset(decoded: DecodedScans, samples: list[Sample]) -> DecodedScans:
+    rows = _rows(decoded, samples)
+    return DecodedScans(
+        list(samples), decoded.images[rows], [decoded.fingerprints[i] for i in rows]
+    )
+
+
+def _rows(decoded: DecodedScans, samples: list[Sample]) -> np.ndarray:
+    position = {s.rel_path: i for i, s in enumerate(decoded.samples)}
+    return np.array([position[s.rel_path] for s in samples], dtype=np.int64)
+
