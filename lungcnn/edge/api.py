@@ -37,7 +37,7 @@ from lungcnn.edge.trust import (
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lungcnn_int8.tflite"
 
-Scan = str | Path | np.ndarray
+Scan = str | Path | bytes | np.ndarray
 
 
 class Classifier:
@@ -68,7 +68,8 @@ class Classifier:
 
     def classify(self, scan: Scan, *, name: str | Path | None = None) -> ScanResult:
         """Classify one scan; a scan that cannot be decoded gives a result with its one-line
-        error, never an exception. `name` labels an array in the record (default `<array>`)."""
+        error, never an exception. A scan is a path, the file's bytes (an upload) or a 2-D
+        uint8 / H x W x 3 RGB array; `name` labels bytes and arrays in the record."""
         path = Path(name) if name is not None else _name_of(scan)
         try:
             gray, colour = self._decode(scan)
@@ -105,7 +106,9 @@ class Classifier:
 
 
 def _name_of(scan: Scan) -> Path:
-    return Path("<array>") if isinstance(scan, np.ndarray) else Path(scan)
+    if isinstance(scan, np.ndarray):
+        return Path("<array>")
+    return Path("<bytes>") if isinstance(scan, bytes) else Path(scan)
 
 
 def _array_to_gray(array: np.ndarray) -> tuple[np.ndarray, float]:

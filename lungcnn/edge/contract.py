@@ -8,6 +8,7 @@ on are exactly the pixels the device feeds it. Only numpy and Pillow are needed 
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +74,23 @@ def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)[:, :, None]
 
 
-def read_grayscale(path: str | Path) -> np.ndarray:
-    """Decode any supported scan into a 2-D uint8 grayscale array at its own resolution.
+def read_grayscale(source: str | Path | bytes) -> np.ndarray:
+    """Decode any supported scan, a file or its bytes (an upload), into a 2-D uint8
+    grayscale array at its own resolution.
 
     The format is recognised by content, not by extension. Raises ScanError.
     """
-    path = Path(path)
-    head = _read_head(path)
+    if isinstance(source, bytes):
+        if not source:
+            raise ScanError("empty file")
+        opened = io.BytesIO(source)
+        head = source[: _DICOM_MAGIC_OFFSET + 4]
+    else:
+        opened = Path(source)
+        head = _read_head(opened)
     if _is_dicom(head):
-        return _read_dicom(path)
-    return _read_with_pillow(path)
+        return _read_dicom(opened)
+    return _read_with_pillow(opened)
 
 
 def is_image_file(path: Path) -> bool:
@@ -119,7 +127,7 @@ def _is_dicom(head: bytes) -> bool:
     return head[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def _read_with_pillow(path: Path) -> np.ndarray:
+def _read_with_pillow(path: Path | io.BytesIO) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. corrupt EXIF: the decode below still decides
@@ -186,7 +194,7 @@ def _scale_to_uint8(
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def _read_dicom(path: Path) -> np.ndarray:
+def _read_dicom(path: Path | io.BytesIO) -> np.ndarray:
     try:
         import pydicom
     except ImportError:

@@ -131,8 +131,10 @@ GATE_FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def file_colourfulness(path: str | Path) -> float:
+def file_colourfulness(path: str | Path | bytes) -> float:
     """Hasler-Suesstrunk colourfulness of the file's colours (0 for grayscale or DICOM)."""
+    if isinstance(path, bytes):
+        path = io.BytesIO(path)
     try:
         with warnings.catch_warnings():
             # Pillow's warnings on oddities it reads past (a TIFF tag beyond the end, corrupt

@@ -61,3 +61,12 @@ def test_import_lungcnn_and_classify_need_no_tensorflow(int8_model, scan_files):
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_classify_bytes_is_the_file_record(int8_model, scan_files, tmp_path):
+    classifier = Classifier(int8_model)
+    data = scan_files[0].read_bytes()
+    assert (classifier.classify(data, name=scan_files[0]).to_dict()
+            == classifier.classify(scan_files[0]).to_dict())
+    assert classifier.classify(b"").to_dict()["error"] == "empty file"
+    assert classifier.classify(b"GIF89a....").to_dict()["status"] == "error"
