@@ -14,6 +14,8 @@ from __future__ import annotations
 import typer
 
 from lungcnn.benchmarks.cli import bench_command
+from lungcnn.benchmarks.loso_cli import loso_command
+from lungcnn.benchmarks.probe import probe_command
 from lungcnn.convert.cli import convert_command
 from lungcnn.calibrate.calibration import calibrate_command
 from lungcnn.trainer.cli import train_command
@@ -29,6 +31,8 @@ app.command("train")(train_command)
 app.command("convert")(convert_command)
 app.command("bench")(bench_command)
 app.command("calibrate")(calibrate_command)
+app.command("loso")(loso_command)
+app.command("probe")(probe_command)
 app.add_typer(data_app, name="data")
 
 

@@ -53,7 +53,8 @@ from lungcnn.edge.runtime import ModelError, interpreter_class
 from lungcnn.trainer.architectures import with_features_output
 
 # What the TFLite manifest copies from the run manifest, so readers never retype it.
-TRAINING_KEYS = ("arch", "config", "seed", "split", "model_sha256", "data_dir", "versions")
+TRAINING_KEYS = ("arch", "config", "seed", "split", "model_sha256", "data_dir", "datasets",
+                 "data_summary", "versions")
 
 
 @dataclass(frozen=True)

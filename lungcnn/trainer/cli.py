@@ -27,10 +27,11 @@ def train_command(
         ),
     ] = "reference",
     data: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
-            metavar="DIR",
-            help="Dataset root holding train/<class>/ and test/<class>/. "
+            metavar="DATASET",
+            help="A dataset: a folder DIR/{train,test}/<class>/, or a folder holding "
+            "manifest.csv (or the CSV itself). Repeat to train on several datasets at once. "
             "(default: the repository's data/covid19-dataset)",
         ),
     ] = None,
@@ -76,6 +77,18 @@ def train_command(
             help="Use only the first N files of each class of each split (fast smoke tests).",
         ),
     ] = None,
+    exclude_source: Annotated[
+        list[str] | None,
+        typer.Option(metavar="SOURCE", help="Leave out every scan of this source (repeatable)."),
+    ] = None,
+    balance_sources: Annotated[
+        bool | None,
+        typer.Option(
+            "--balance-sources/--no-balance-sources",
+            help="Weight training scans so that every source-class pair weighs the same.",
+            show_default=False,
+        ),
+    ] = None,
     size: Annotated[
         int | None,
         typer.Option(
@@ -88,7 +101,8 @@ def train_command(
 ) -> None:
     """Train an architecture and write its run directory.
 
-    Validation is carved out of DIR/train with a fixed seed; the test split
+    Validation is carved out of every dataset's train pool with a fixed seed,
+    stratified by source and class, duplicates kept on one side; the test split
     never influences training or model selection. RUN_DIR receives
     model.keras (the epoch with the best validation accuracy), manifest.json,
     history.json, metrics.json (val, test, and test_dedup = test without the
@@ -97,7 +111,7 @@ def train_command(
     Exit codes:
     0 trained and saved;
     1 some scans unreadable (each listed; see `lungcnn data check DIR`);
-    2 usage error: bad option, DIR missing or not DIR/{train,test}/<class>/,
+    2 usage error: bad option, a DATASET missing or not in a known layout,
     RUN_DIR already holds a model (use --overwrite), or TensorFlow not installed.
     """
     spec = ARCHITECTURES[arch]
@@ -110,6 +124,8 @@ def train_command(
         "dedup": dedup,
         "limit_per_class": limit_per_class,
         "input_size": size,
+        "exclude_sources": tuple(exclude_source) if exclude_source else None,
+        "balance_sources": balance_sources,
     }
     try:
         config = replace(
@@ -117,10 +133,11 @@ def train_command(
         )
     except ValueError as error:
         _fail(EXIT_USAGE, f"invalid option: {error}")
-    data_dir = data if data is not None else default_data_dir()
-    if not data_dir.is_dir():
-        hint = "" if data is not None else " (not a source checkout? pass --data DIR)"
-        _fail(EXIT_USAGE, f"dataset folder not found: {data_dir}{hint}")
+    data_dirs = data or [default_data_dir()]
+    for data_dir in data_dirs:
+        if not data_dir.exists():
+            hint = "" if data else " (not a source checkout? pass --data DIR)"
+            _fail(EXIT_USAGE, f"dataset not found: {data_dir}{hint}")
     run_dir = out if out is not None else Path("runs") / f"{arch}-seed{seed}"
     if (run_dir / "model.keras").exists() and not overwrite:
         _fail(EXIT_USAGE, f"{run_dir} already holds model.keras; pass --overwrite or another --out")
@@ -130,15 +147,15 @@ def train_command(
     from lungcnn.trainer.run import train_run
 
     try:
-        result = train_run(spec, config, data_dir, run_dir)
+        result = train_run(spec, config, data_dirs, run_dir)
     except DatasetError as error:
         _fail(EXIT_USAGE, str(error))
     except UnreadableScans as error:
         for rel_path, reason in error.failures:
-            typer.echo(f"error: {data_dir / rel_path}: {reason}", err=True)
+            typer.echo(f"error: {rel_path}: {reason}", err=True)
         _fail(
             EXIT_UNREADABLE,
-            f"{len(error.failures)} unreadable file(s); run `lungcnn data check {data_dir}`",
+            f"{len(error.failures)} unreadable file(s); run `lungcnn data check DATASET`",
         )
     _print_summary(arch, config.seed, result)
 
@@ -148,11 +165,15 @@ def _print_summary(arch: str, seed: int, result) -> None:
         f"\n{arch}, seed {seed}: kept epoch {result.best_epoch} of {result.epochs_run} "
         f"(best validation accuracy), wall time {result.wall_seconds:.0f} s"
     )
-    typer.echo(f"{'':11}{'n':>4}  {'accuracy [95% CI]':<24}{'AUC macro [95% CI]'}")
-    for name, metrics in result.metrics.items():
+    rows = [(name, result.metrics[name]) for name in ("val", "test", "test_dedup")]
+    rows += [(f"val {source}", metrics)
+             for source, metrics in result.metrics["by_source"]["val"].items()]
+    width = max(11, *(len(name) + 1 for name, _ in rows))
+    typer.echo(f"{'':{width}}{'n':>4}  {'accuracy [95% CI]':<24}{'AUC macro [95% CI]'}")
+    for name, metrics in rows:
         ci = metrics["ci95"]
         typer.echo(
-            f"{name:<11}{metrics['n']:>4}  "
+            f"{name:<{width}}{metrics['n']:>4}  "
             f"{format_with_ci(metrics['accuracy'], ci['accuracy']):<24}"
             f"{format_with_ci(metrics['auc_macro'], ci['auc_macro'])}"
         )

@@ -55,6 +55,10 @@ class TrainConfig:
     split_seed: int = 0  # the train/validation split, fixed so seeds compare on the same data
     dedup: bool = False  # drop validation files byte-identical to a training file
     limit_per_class: int | None = None  # small subsets for fast tests
+    exclude_sources: tuple[str, ...] = ()  # sources left out entirely (leave-one-source-out)
+    # Weight each training scan by 1 / (scans of its source and class), so every
+    # source-class pair weighs the same in the loss and no source dominates a class.
+    balance_sources: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
 
     def __post_init__(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +19,8 @@ from lungcnn.trainer.dataset import (
     find_duplicates,
     fingerprint_files,
     leaked_test_files,
-    list_split,
 )
+from lungcnn.trainer.datasets import combine, counts_by_source, read_dataset
 
 EXIT_READABLE, EXIT_UNREADABLE, EXIT_LAYOUT = 0, 1, 2
 
@@ -32,27 +34,30 @@ def data_group() -> None:
 
 @data_app.command("check")
 def check_command(
-    directory: Annotated[
-        Path,
+    datasets: Annotated[
+        list[Path],
         typer.Argument(
-            metavar="DIR", help="Dataset root holding train/<class>/ and test/<class>/."
+            metavar="DATASET...",
+            help="Datasets: a folder DIR/{train,test}/<class>/, or a folder holding "
+            "manifest.csv (or the CSV itself). Several are checked together.",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Report counts, unreadable files, duplicates and train/test leaks.
 
-    Decodes every file; lists exact duplicates (identical bytes) and near
-    duplicates (the same picture re-encoded, resized or re-windowed) within
-    and across splits, and the test files that copy a train file.
+    Decodes every file; counts scans per split, source, class and age group;
+    lists exact duplicates (identical bytes) and near duplicates (the same
+    picture re-encoded, resized or re-windowed) within and across splits,
+    sources and datasets, and the test files that copy a train file.
 
     Exit codes:
     0 every file readable (duplicates are findings, not errors);
     1 some files unreadable (each listed with the reason);
-    2 DIR missing or not in the DIR/{train,test}/<class>/ layout.
+    2 a DATASET missing or not in a known layout.
     """
     try:
-        report = check_dataset(directory)
+        report = check_dataset(datasets)
     except DatasetError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_LAYOUT) from None
@@ -60,32 +65,29 @@ def check_command(
     raise typer.Exit(EXIT_UNREADABLE if report["unreadable"] else EXIT_READABLE)
 
 
-def check_dataset(root: Path) -> dict:
-    """The data check as a JSON-ready dict; raises DatasetError on a wrong layout."""
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder")
-    samples = {split: list_split(root, split) for split in SPLITS}
-    labels = {s.rel_path: s.label for split in SPLITS for s in samples[split]}
-    prints, failures = fingerprint_files(root, list(labels))
-    duplicates = [
-        {
-            "first": d.first,
-            "second": d.second,
-            "kind": d.kind,
-            "similarity": d.similarity,
-            "scope": _scope(d.first, d.second),
-            "same_class": labels[d.first] == labels[d.second],
-        }
-        for d in find_duplicates(prints)
-    ]
+def check_dataset(paths: Path | Sequence[Path]) -> dict:
+    """The data check as a JSON-ready dict; raises DatasetError on a wrong layout. Several
+    datasets are read side by side, each file named <dataset>/<path>."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    datasets = [read_dataset(path) for path in paths]
+    with tempfile.TemporaryDirectory(prefix="lungcnn-check-") as links:
+        root, samples = combine(datasets, Path(links))
+        prints, failures = fingerprint_files(root, [s.rel_path for s in samples])
+    by_path = {s.rel_path: s for s in samples}
+    duplicates = [_duplicate_record(d, by_path) for d in find_duplicates(prints)]
     by_split = {
-        split: {s.rel_path: prints[s.rel_path] for s in samples[split] if s.rel_path in prints}
+        split: {s.rel_path: prints[s.rel_path] for s in samples
+                if s.split == split and s.rel_path in prints}
         for split in SPLITS
     }
     leaks = leaked_test_files(by_split["test"], by_split["train"])
+    tests = [s for s in samples if s.split == "test"]
     return {
-        "root": str(root),
-        "counts": {split: _counts(samples[split]) for split in SPLITS},
+        "root": ", ".join(str(path) for path in paths),
+        "datasets": [dataset.describe() for dataset in datasets],
+        "counts": {split: _counts([s for s in samples if s.split == split]) for split in SPLITS},
+        "counts_by_source": counts_by_source(
+            {split: [s for s in samples if s.split == split] for split in SPLITS}),
         "unreadable": [{"file": rel_path, "reason": reason} for rel_path, reason in failures],
         "near_duplicate": {
             "thumbnail_size": THUMBNAIL_SIZE,
@@ -93,13 +95,30 @@ def check_dataset(root: Path) -> dict:
         },
         "duplicates": duplicates,
         "leaked_test_files": sorted(leaks),
-        "leak_free_test_files": len(samples["test"]) - len(leaks),
+        "leak_free_test_files": len(tests) - len(leaks),
+    }
+
+
+def _duplicate_record(duplicate, by_path: dict) -> dict:
+    first, second = by_path[duplicate.first], by_path[duplicate.second]
+    return {
+        "first": duplicate.first,
+        "second": duplicate.second,
+        "kind": duplicate.kind,
+        "similarity": duplicate.similarity,
+        "scope": _scope(first.split, second.split),
+        "same_class": first.label == second.label,
+        "same_source": first.source == second.source,
     }
 
 
 def format_report(report: dict) -> str:
     lines = [f"Dataset: {report['root']}", ""]
     lines += _count_table(report["counts"])
+    lines += ["", "Scans per source (class/age group):"]
+    lines += [f"  {split:<6}{source:<18}" + ", ".join(f"{k} {v}" for k, v in cells.items())
+              for split, by in report["counts_by_source"].items()
+              for source, cells in by.items()]
     unreadable = report["unreadable"]
     lines += ["", f"Unreadable files: {len(unreadable) or 'none'}"]
     lines += [f"  {item['file']}: {item['reason']}" for item in unreadable]
@@ -131,6 +150,7 @@ def format_report(report: dict) -> str:
 def _pair_line(duplicate: dict, sign: str) -> str:
     similarity = "" if duplicate["kind"] == "exact" else f"{duplicate['similarity']:.3f}  "
     warning = "" if duplicate["same_class"] else "  [DIFFERENT CLASSES]"
+    warning += "" if duplicate["same_source"] else "  [DIFFERENT SOURCES]"
     return (
         f"  {duplicate['scope']:<14}{similarity}{duplicate['first']} {sign} "
         f"{duplicate['second']}{warning}"
@@ -154,6 +174,6 @@ def _counts(samples) -> dict[str, int]:
     return {**counts, "total": len(samples)}
 
 
-def _scope(first: str, second: str) -> str:
-    splits = sorted({first.split("/", 1)[0], second.split("/", 1)[0]})
+def _scope(first_split: str, second_split: str) -> str:
+    splits = sorted({first_split, second_split})
     return f"within {splits[0]}" if len(splits) == 1 else "train-test"

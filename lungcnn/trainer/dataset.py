@@ -48,6 +48,9 @@ class UnreadableScans(ValueError):
 class Sample:
     rel_path: str  # POSIX path relative to the dataset root, e.g. "train/Covid/01.jpeg"
     label: int  # index into CLASS_NAMES
+    source: str = "unknown"  # where the scan comes from (trainer.datasets)
+    age_group: str = "unknown"  # adult, pediatric or unknown
+    split: str = "train"  # train (the pool validation is carved from) or test
 
     @property
     def class_name(self) -> str:
@@ -107,7 +110,7 @@ def list_split(root: str | Path, split: str) -> list[Sample]:
             + (f"; missing: {', '.join(missing)}" if missing else "")
         )
     samples = [
-        Sample(path.relative_to(root).as_posix(), label)
+        Sample(path.relative_to(root).as_posix(), label, split=split)
         for label, name in enumerate(CLASS_NAMES)
         for path in sorted((split_dir / name).iterdir())
         if path.is_file() and is_image_file(path)
@@ -139,20 +142,57 @@ def limit_per_class(samples: Sequence[Sample], limit: int | None) -> list[Sample
 
 
 def split_train_val(
-    samples: Sequence[Sample], val_fraction: float = 0.2, seed: int = 0
+    samples: Sequence[Sample],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    groups: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[Sample], list[Sample]]:
-    """Stratified split: round(val_fraction * n) of each class to validation (at least one,
-    and at least one left for training when the class has two or more). Deterministic
-    for a seed; both lists keep the input order."""
+    """Split stratified by source and class: round(val_fraction * n) of each stratum to
+    validation (at least one, and at least one left for training when it has two or more).
+
+    `groups` (lists of indices into `samples`, e.g. `duplicate_groups`) go to one side whole,
+    counted in the stratum of their first member, so copies of one scan never straddle the
+    split. Deterministic for a seed; both lists keep the input order."""
     rng = np.random.default_rng(seed)
+    strata: dict[tuple[str, int], list[Sequence[int]]] = {}
+    for group in groups if groups is not None else [[i] for i in range(len(samples))]:
+        first = samples[group[0]]
+        strata.setdefault((first.source, first.label), []).append(group)
     val_indices: set[int] = set()
-    for label in range(len(CLASS_NAMES)):
-        indices = [i for i, s in enumerate(samples) if s.label == label]
-        count = min(max(1, round(val_fraction * len(indices))), max(len(indices) - 1, 0))
-        val_indices.update(rng.permutation(indices)[:count].tolist())
+    for key in sorted(strata):
+        members = strata[key]
+        size = sum(len(group) for group in members)
+        count = min(max(1, round(val_fraction * size)), max(size - 1, 0))
+        taken = 0
+        for index in rng.permutation(len(members)):
+            if taken >= count:
+                break
+            val_indices.update(members[index])
+            taken += len(members[index])
     train = [s for i, s in enumerate(samples) if i not in val_indices]
     val = [s for i, s in enumerate(samples) if i in val_indices]
     return train, val
+
+
+def duplicate_groups(prints: Sequence[Fingerprint]) -> list[list[int]]:
+    """Indices of `prints` grouped so that exact and near duplicates share a group (the
+    connected components of the duplicate pairs), in order of their first index."""
+    parent = list(range(len(prints)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    names = {str(i): p for i, p in enumerate(prints)}
+    for duplicate in find_duplicates(names):
+        a, b = root(int(duplicate.first)), root(int(duplicate.second))
+        parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(prints)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
 
 
 def decode_scans(root: str | Path, samples: Sequence[Sample], size: int) -> DecodedScans:

@@ -6,6 +6,8 @@ benchmarks are computed the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lungcnn.edge.contract import CLASS_NAMES
@@ -36,6 +38,23 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray) -> dict:
         "confusion_matrix": confusion.tolist(),
         "ci95": _bootstrap_ci95(y_true, probs),
     }
+
+
+def evaluate_by_source(samples: Sequence, probs: np.ndarray) -> dict[str, dict]:
+    """`evaluate` of each source's scans (`samples` are trainer.dataset.Sample rows of
+    `probs`), with the source's age groups; sources sorted by name."""
+    sources: dict[str, list[int]] = {}
+    for row, sample in enumerate(samples):
+        sources.setdefault(sample.source, []).append(row)
+    report = {}
+    for source in sorted(sources):
+        rows = np.array(sources[source])
+        labels = np.array([samples[i].label for i in rows], dtype=np.int64)
+        report[source] = {
+            "age_groups": sorted({samples[i].age_group for i in rows}),
+            **evaluate(labels, np.asarray(probs)[rows]),
+        }
+    return report
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

@@ -21,20 +21,28 @@ _JPEG_MAX_QUALITY = 95
 
 
 def training_dataset(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, augmentation: Augmentation, seed: int
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    augmentation: Augmentation,
+    seed: int,
+    weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Shuffled each epoch, augmented, one-hot labels, float32 pixels in 0-255."""
-    dataset = _tensor_dataset(images, labels).shuffle(
+    """Shuffled each epoch, augmented, one-hot labels, float32 pixels in 0-255; with
+    `weights`, each element also carries its sample weight for the loss."""
+    dataset = _tensor_dataset(images, labels, weights).shuffle(
         len(images), seed=seed, reshuffle_each_iteration=True
     )
     acquisition = _acquisition_transform(augmentation)
     if acquisition is not None:
-        dataset = dataset.map(lambda x, y: (acquisition(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda x, *rest: (acquisition(x), *rest),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size)
     geometric = _geometric_layers(augmentation, seed)
     if geometric:
         dataset = dataset.map(
-            lambda x, y: (_apply_layers(geometric, x), y), num_parallel_calls=tf.data.AUTOTUNE
+            lambda x, *rest: (_apply_layers(geometric, x), *rest),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -44,12 +52,16 @@ def evaluation_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) 
     return _tensor_dataset(images, labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _tensor_dataset(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+def _tensor_dataset(
+    images: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> tf.data.Dataset:
     one_hot = np.eye(len(CLASS_NAMES), dtype=np.float32)[labels]
+    tensors = (images, one_hot) if weights is None else (images, one_hot,
+                                                          weights.astype(np.float32))
     return (
-        tf.data.Dataset.from_tensor_slices((images, one_hot))
+        tf.data.Dataset.from_tensor_slices(tensors)
         .cache()
-        .map(lambda x, y: (tf.cast(x, tf.float32), y))
+        .map(lambda x, *rest: (tf.cast(x, tf.float32), *rest))
     )
 
 

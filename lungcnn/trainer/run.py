@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from lungcnn.trainer.dataset import (
     Sample,
     UnreadableScans,
     decode_scans,
+    duplicate_groups,
     fingerprint_files,
     leaked_test_files,
     limit_per_class,
@@ -29,16 +31,25 @@ from lungcnn.trainer.dataset import (
     split_sha256,
     split_train_val,
 )
-from lungcnn.trainer.metrics import evaluate
+from lungcnn.trainer.datasets import (
+    Dataset,
+    combine,
+    counts_by_source,
+    provenance,
+    read_dataset,
+)
+from lungcnn.trainer.metrics import evaluate, evaluate_by_source
 
 
 
 @dataclass(frozen=True)
 class PreparedData:
+    root: Path  # every sample is root / rel_path
+    datasets: list[Dataset]
     train: DecodedScans
     val: DecodedScans
     test: DecodedScans
-    test_dedup: list[Sample]  # test samples with no exact or near duplicate in ROOT/train
+    test_dedup: list[Sample]  # test samples with no exact or near duplicate in the pool
 
     def split_lists(self) -> dict[str, list[str]]:
         return {
@@ -47,6 +58,9 @@ class PreparedData:
             "test": [s.rel_path for s in self.test.samples],
             "test_dedup": [s.rel_path for s in self.test_dedup],
         }
+
+    def samples(self) -> list[Sample]:
+        return self.train.samples + self.val.samples + self.test.samples
 
 
 @dataclass(frozen=True)
@@ -58,22 +72,29 @@ class RunResult:
     wall_seconds: float
 
 
-def prepare_data(data_dir: Path, config: TrainConfig) -> PreparedData:
-    """Decode every scan used once; the leak check compares test with all of ROOT/train.
+def prepare_data(data_dirs: Sequence[Path], config: TrainConfig, link_dir: Path) -> PreparedData:
+    """Decode every scan used once. Validation is carved out of every dataset's train pool
+    (stratified by source and class, duplicates kept on one side); test is the datasets'
+    `test` scans, and its leak check compares it with the whole pool. Scans of
+    `config.exclude_sources` are left out entirely.
 
     Raises DatasetError (layout) or UnreadableScans."""
-    all_train = list_split(data_dir, "train")
+    datasets = [read_dataset(path) for path in data_dirs]
+    root, samples = combine(datasets, link_dir)
+    samples = [s for s in samples if s.source not in config.exclude_sources]
+    all_train = [s for s in samples if s.split == "train"]
     pool = limit_per_class(all_train, config.limit_per_class)
-    test = limit_per_class(list_split(data_dir, "test"), config.limit_per_class)
-    train, val = split_train_val(pool, config.val_fraction, config.split_seed)
-    decoded = decode_scans(data_dir, pool + test, config.input_size)
+    test = limit_per_class([s for s in samples if s.split == "test"], config.limit_per_class)
+    decoded = decode_scans(root, pool + test, config.input_size)
     prints = {s.rel_path: p for s, p in zip(decoded.samples, decoded.fingerprints)}
     others, failures = fingerprint_files(
-        data_dir, [s.rel_path for s in all_train if s.rel_path not in prints]
+        root, [s.rel_path for s in all_train if s.rel_path not in prints]
     )
     if failures:
         raise UnreadableScans(failures)
     prints.update(others)
+    groups = duplicate_groups([prints[s.rel_path] for s in pool])
+    train, val = split_train_val(pool, config.val_fraction, config.split_seed, groups)
     if config.dedup:
         train_hashes = {prints[s.rel_path].sha256 for s in train}
         val = [s for s in val if prints[s.rel_path].sha256 not in train_hashes]
@@ -82,6 +103,8 @@ def prepare_data(data_dir: Path, config: TrainConfig) -> PreparedData:
         {s.rel_path: prints[s.rel_path] for s in all_train},
     )
     return PreparedData(
+        root=root,
+        datasets=datasets,
         train=_subset(decoded, train),
         val=_subset(decoded, val),
         test=_subset(decoded, test),
@@ -90,27 +113,36 @@ def prepare_data(data_dir: Path, config: TrainConfig) -> PreparedData:
 
 
 def train_run(
-    arch: ArchSpec, config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2
+    arch: ArchSpec,
+    config: TrainConfig,
+    data_dirs: Path | Sequence[Path],
+    run_dir: Path,
+    verbose: int = 2,
 ) -> RunResult:
     from lungcnn.trainer import training
     from lungcnn.trainer.plots import write_plots
 
     started = time.monotonic()
-    data = prepare_data(data_dir, config)
+    data_dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
+    data = prepare_data(data_dirs, config, run_dir / "data")
     fitted = training.fit(arch.build, config, data.train, data.val, verbose=verbose)
     val_probs = training.predict(fitted.model, data.val.images, config.batch_size)
     test_probs = training.predict(fitted.model, data.test.images, config.batch_size)
     dedup_rows = _rows(data.test, data.test_dedup)
+    test_dedup = DecodedScans(data.test_dedup, data.test.images[dedup_rows], [])
     metrics = {
         "val": evaluate(data.val.labels, val_probs),
         "test": evaluate(data.test.labels, test_probs),
-        "test_dedup": evaluate(data.test.labels[dedup_rows], test_probs[dedup_rows]),
+        "test_dedup": evaluate(test_dedup.labels, test_probs[dedup_rows]),
+        "by_source": {
+            name: evaluate_by_source(scans.samples, probs)
+            for name, scans, probs in (("val", data.val, val_probs),
+                                       ("test_dedup", test_dedup, test_probs[dedup_rows]))
+        },
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     model_path = _save_model_atomic(fitted.model, run_dir / "model.keras")
-    write_json_atomic(
-        run_dir / "manifest.json", _manifest(arch, config, data, data_dir, model_path)
-    )
+    write_json_atomic(run_dir / "manifest.json", _manifest(arch, config, data, model_path))
     write_json_atomic(run_dir / "history.json", fitted.history)
     write_json_atomic(run_dir / "metrics.json", metrics)
     write_plots(run_dir / "plots", fitted.history, metrics["test"], data.test.labels, test_probs)
@@ -123,9 +155,7 @@ def train_run(
     )
 
 
-def _manifest(
-    arch: ArchSpec, config: TrainConfig, data: PreparedData, data_dir: Path, model_path: Path
-) -> dict:
+def _manifest(arch: ArchSpec, config: TrainConfig, data: PreparedData, model_path: Path) -> dict:
     split = data.split_lists()
     manifest = base_manifest(model_path, size=config.input_size, kind="keras")
     manifest.update(
@@ -134,8 +164,13 @@ def _manifest(
             "config": config.to_json(),
             "seed": config.seed,
             "model_sha256": sha256_file(model_path),
-            "data_dir": str(data_dir.resolve()),
+            "data_dir": str(data.root.resolve()),
+            "datasets": [dataset.describe() for dataset in data.datasets],
             "split": {"seed": config.split_seed, **split, "sha256": split_sha256(split)},
+            "data_summary": counts_by_source({"train": data.train.samples,
+                                              "val": data.val.samples,
+                                              "test": data.test.samples}),
+            "sources": provenance(data.samples()),
             "versions": library_versions(),
         }
     )

@@ -69,7 +69,8 @@ def fit(
         )
     fitted = model.fit(
         training_dataset(
-            train.images, train.labels, config.batch_size, config.augmentation, config.seed
+            train.images, train.labels, config.batch_size, config.augmentation, config.seed,
+            weights=source_class_weights(train.samples) if config.balance_sources else None,
         ),
         validation_data=evaluation_dataset(val.images, val.labels, config.batch_size),
         epochs=config.epochs,
@@ -80,6 +81,14 @@ def fit(
     history = {name: [float(v) for v in values] for name, values in fitted.history.items()}
     history["best_epoch"] = best.best_epoch
     return FitResult(model, history)
+
+
+def source_class_weights(samples) -> np.ndarray:
+    """1 / (scans of the sample's source and class), scaled to mean 1."""
+    keys = [(s.source, s.label) for s in samples]
+    counts = {key: keys.count(key) for key in set(keys)}
+    weights = np.array([1.0 / counts[key] for key in keys])
+    return weights * (len(weights) / weights.sum())
 
 
 def predict(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -60,8 +60,13 @@ def test_manifest_describes_the_run(smoke_run, dataset_dir):
 def test_metrics_history_and_summary(smoke_run):
     run_dir = smoke_run.run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics) == {"val", "test", "test_dedup"}
-    assert all(set(m) == EVALUATE_KEYS for m in metrics.values())
+    assert set(metrics) == {"val", "test", "test_dedup", "by_source"}
+    assert all(set(metrics[name]) == EVALUATE_KEYS for name in ("val", "test", "test_dedup"))
+    by_source = metrics["by_source"]["val"]
+    assert set(by_source) == {"base-covid", "base-pediatric"}
+    assert sum(m["n"] for m in by_source.values()) == metrics["val"]["n"]
+    assert by_source["base-pediatric"]["age_groups"] == ["pediatric"]
+    assert "val base-covid" in smoke_run.output
     assert metrics["test"]["n"] == smoke_run.limit * 3
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["loss"]) == 2 and history["best_epoch"] in (1, 2)
@@ -87,7 +92,7 @@ def test_existing_run_is_not_overwritten(smoke_run, dataset_dir, invoke_train):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--data", "/no/such/dataset"], "dataset folder not found"),
+        (["--data", "/no/such/dataset"], "dataset not found"),
         (["--val-fraction", "1.5"], "val_fraction"),
         (["--arch", "no-such-arch"], "no-such-arch"),
     ],

@@ -83,15 +83,17 @@ def test_small_classes_keep_one_file_on_each_side(dataset_dir):
     )
 
 
-def test_prepared_data_never_trains_on_test(dataset_dir):
-    data = prepare_data(dataset_dir, TrainConfig(input_size=8, dedup=True))
+def test_prepared_data_never_trains_on_test(dataset_dir, tmp_path):
+    data = prepare_data([dataset_dir], TrainConfig(input_size=8), tmp_path / "data")
     lists = data.split_lists()
     assert all(p.startswith("train/") for p in lists["train"] + lists["val"])
     assert all(p.startswith("test/") for p in lists["test"])
     assert set(lists["test_dedup"]) < set(lists["test"])
+    # Duplicates stay on one side of the split, without --dedup.
     train_hashes = {p.sha256 for p in data.train.fingerprints}
     assert not any(p.sha256 in train_hashes for p in data.val.fingerprints)
     assert len(split_sha256(lists)) == 64
+    assert {s.source for s in data.val.samples} == {"base-covid", "base-pediatric"}
 
 
 def test_exact_duplicates_match_sha256sums(sha256_duplicate_groups, vendored_fingerprints):

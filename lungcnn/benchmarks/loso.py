@@ -1,0 +1,123 @@
+"""Leave-one-source-out: for each source S, train without S, then run the device on S.
+
+The honest estimate of how a model does at a new hospital. Each fold trains the recipe on
+every other source (validation carved out of them as usual), converts it to int8, fits its
+trust thresholds with `lungcnn calibrate`, and classifies every scan of S, train and test
+split alike, through `lungcnn.edge.api.Classifier`: exactly what a device would answer.
+
+A held-out scan is *covered* when some remaining source has its class in its age group (an
+adult Covid scan when another source has adult Covid scans); the others, such as adult
+Normal scans when the only other Normal scans are pediatric, are *open-set* cases that the
+trust flags should catch. Folds resume: a fold whose records exist is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lungcnn.edge.api import Classifier
+from lungcnn.edge.contract import CLASS_NAMES
+from lungcnn.edge.manifest import write_json_atomic
+from lungcnn.trainer.architectures import ArchSpec
+from lungcnn.trainer.config import TrainConfig
+from lungcnn.trainer.dataset import Sample
+from lungcnn.trainer.datasets import combine, read_dataset
+
+RECORDS = "heldout_records.json"
+
+
+@dataclass(frozen=True)
+class LosoConfig:
+    arch: str
+    data: tuple[Path, ...]
+    out: Path  # fold run directories: out/<source>/
+    recipe: TrainConfig
+    holdout: tuple[str, ...] = ()  # () -> every source
+
+
+def all_samples(data: Sequence[Path], link_dir: Path) -> tuple[Path, list[Sample]]:
+    return combine([read_dataset(path) for path in data], link_dir)
+
+
+def run_loso(config: LosoConfig, spec: ArchSpec, log: Callable[[str], None] = print) -> dict:
+    """Every fold's held-out records and coverage, keyed by the held-out source."""
+    root, samples = all_samples(config.data, config.out / "data")
+    sources = sorted({s.source for s in samples})
+    unknown = sorted(set(config.holdout) - set(sources))
+    if unknown:
+        raise ValueError(f"unknown source(s) {', '.join(unknown)}; sources: {', '.join(sources)}")
+    folds = {}
+    for source in config.holdout or sources:
+        log(f"leave-one-source-out: fold {source}")
+        folds[source] = run_fold(config, spec, root, samples, source, log)
+    return {"arch": config.arch, "recipe": config.recipe.to_json(), "sources": sources,
+            "data": [str(Path(p)) for p in config.data], "folds": folds}
+
+
+def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sample],
+             source: str, log: Callable[[str], None]) -> dict:
+    fold_dir = config.out / source
+    records_path = fold_dir / RECORDS
+    if records_path.is_file():
+        log(f"  {records_path} exists: fold reused")
+        return json.loads(records_path.read_text())
+    recipe = replace(config.recipe, exclude_sources=(*config.recipe.exclude_sources, source))
+    _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
+    held_out = [s for s in samples if s.source == source]
+    kept = [s for s in samples if s.source not in recipe.exclude_sources]
+    fold = {
+        "source": source,
+        "trained_on": sorted({s.source for s in kept}),
+        "covered_pairs": sorted({f"{CLASS_NAMES[s.label]}/{s.age_group}" for s in kept}),
+        "thresholds": fitted_thresholds(fold_dir / "model_int8.tflite"),
+        "records": held_out_records(fold_dir / "model_int8.tflite", root, held_out, kept),
+    }
+    write_json_atomic(records_path, fold)
+    return fold
+
+
+def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],
+                     kept: Sequence[Sample]) -> list[dict]:
+    """The device's answer on each held-out scan, with its truth and coverage."""
+    classifier = Classifier(model)
+    covered = {(s.label, s.age_group) for s in kept}
+    records = []
+    for sample in held_out:
+        record = classifier.classify(root / sample.rel_path).to_dict()
+        records.append({
+            "file": sample.rel_path,
+            "label": CLASS_NAMES[sample.label],
+            "age_group": sample.age_group,
+            "covered": (sample.label, sample.age_group) in covered,
+            "predicted": record["label"],
+            **{key: record.get(key) for key in ("status", "flag", "reason", "confidence",
+                                                "calibrated_confidence", "stable_confidence",
+                                                "feature_distance", "error")},
+        })
+    return records
+
+
+def fitted_thresholds(model: Path) -> dict:
+    """The confidence and feature-distance thresholds `lungcnn calibrate` fitted."""
+    trust = Classifier(model).manifest.get("trust") or {}
+    distance = trust.get("feature_distance") or {}
+    return {"min_confidence": trust.get("min_confidence"),
+            "feature_distance": distance.get("threshold")}
+
+
+def _train_convert_calibrate(spec: ArchSpec, recipe: TrainConfig, data: Sequence[Path],
+                             fold_dir: Path, log: Callable[[str], None]) -> None:
+    from lungcnn.calibrate.calibration import calibrate_run
+    from lungcnn.convert.converter import ConvertOptions, convert_keras_run
+    from lungcnn.trainer.run import train_run
+
+    if not (fold_dir / "model.keras").is_file():
+        result = train_run(spec, recipe, list(data), fold_dir, verbose=0)
+        log(f"  trained in {result.wall_seconds:.0f} s, best epoch {result.best_epoch}, "
+            f"val accuracy {result.metrics['val']['accuracy']:.3f}")
+    if not (fold_dir / "model_int8.tflite").is_file():
+        convert_keras_run(fold_dir / "model.keras", ConvertOptions(quantizations=("int8",)))
+    calibrate_run(fold_dir / "model_int8.tflite", echo=lambda line: log(f"  {line}"))

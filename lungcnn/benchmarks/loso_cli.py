@@ -1,0 +1,125 @@
+"""`lungcnn loso`: leave-one-source-out runs and their report (JSON and Markdown)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lungcnn.benchmarks.loso import LosoConfig, run_loso
+from lungcnn.benchmarks.loso_report import MAX_RIGHT_FLAGGED, loso_report
+from lungcnn.edge.manifest import write_json_atomic
+from lungcnn.edge.report import NOTICE
+from lungcnn.trainer.architectures import ARCHITECTURES
+from lungcnn.trainer.dataset import DatasetError
+
+
+def loso_command(
+    data: Annotated[list[Path], typer.Option(
+        metavar="DATASET", help="A dataset (as for `lungcnn train --data`); repeat for each.")],
+    arch: Annotated[str, typer.Option(help="Architecture from the registry.")] = "dsconv-std-160",
+    holdout: Annotated[list[str] | None, typer.Option(
+        metavar="SOURCE", help="Hold out only these sources (repeatable; default: each).")] = None,
+    balance_sources: Annotated[bool, typer.Option(
+        "--balance-sources", help="Train with source-class balanced weights.")] = False,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
+    runs: Annotated[Path, typer.Option(help="Folder of the fold runs (resumed).")] = Path(
+        "runs/loso"),
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("benchmarks/results"),
+    name: Annotated[str, typer.Option(help="Results file stem.")] = "loso",
+) -> None:
+    """Train without each source in turn and classify that source on the device path.
+
+    Writes OUT/NAME.json and OUT/NAME.md. Exit codes: 0 done; 2 usage error (unknown
+    architecture or source, unreadable dataset)."""
+    if arch not in ARCHITECTURES:
+        _fail(f"unknown architecture {arch!r}; one of {', '.join(ARCHITECTURES)}")
+    spec = ARCHITECTURES[arch]
+    recipe = replace(spec.recipe, balance_sources=balance_sources,
+                     **({"epochs": epochs} if epochs else {}))
+    config = LosoConfig(arch, tuple(data), runs, recipe, tuple(holdout or ()))
+    try:
+        result = run_loso(config, spec, log=lambda line: typer.echo(line, err=True))
+    except (DatasetError, ValueError) as error:
+        _fail(str(error))
+    result["report"] = loso_report(result)
+    result["command"] = "lungcnn " + shlex.join(["loso", *sys.argv[2:]])
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / f"{name}.json", result)
+    (out / f"{name}.md").write_text(format_markdown(result))
+    typer.echo(format_markdown(result))
+
+
+def format_markdown(result: dict) -> str:
+    report = result["report"]
+    lines = [
+        f"# Leave-one-source-out: {result['arch']}",
+        "",
+        f"Regenerate: `{result['command']}`",
+        "",
+        "Each row: trained on every other source, then every scan of the held-out source "
+        "classified by the int8 model on the device path (`lungcnn.edge.api.Classifier`), "
+        "flags from its own `lungcnn calibrate`. *Covered*: the class in that age group "
+        "exists in the remaining sources; the rest are open-set cases.",
+        "",
+        "| held out | trained on | n | covered n | covered acc | open-set n | open-set flagged "
+        "| acc all | acc accepted | wrong flagged | right flagged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for source, fold in report["folds"].items():
+        cov, open_set, every = fold["covered"], fold["open_set"], fold["all"]
+        open_flagged = 1 - open_set["accepted"] / open_set["n"] if open_set["n"] else None
+        lines.append(
+            f"| {source} | {', '.join(report['trained_on'][source])} | {fold['n']} "
+            f"| {cov['n']} | {_f(cov['accuracy'])} | {open_set['n']} | {_f(open_flagged)} "
+            f"| {_f(every['accuracy'])} | {_f(every['accepted_accuracy'])} "
+            f"| {_f(every['wrong_flagged'])} | {_f(every['right_flagged'])} |")
+    lines += ["", "Per class and age group of the held-out source (predicted counts):", "",
+              "| held out | class/age | n | acc | wrong flagged | right flagged | predicted |",
+              "|---|---|---|---|---|---|---|"]
+    for source, fold in report["folds"].items():
+        for key, block in fold["by_class"].items():
+            predicted = ", ".join(f"{k} {v}" for k, v in block["predicted"].items())
+            lines.append(f"| {source} | {key} | {block['n']} | {_f(block['accuracy'])} "
+                         f"| {_f(block['wrong_flagged'])} | {_f(block['right_flagged'])} "
+                         f"| {predicted} |")
+    nested = report["nested_trust"]
+    if nested:
+        lines += _nested_lines(nested)
+    lines += ["", NOTICE, ""]
+    return "\n".join(lines)
+
+
+def _nested_lines(nested: dict) -> list[str]:
+    rule = nested["rule_on_all_folds"]
+    lines = [
+        "",
+        f"Trust thresholds chosen on held-out sources (at most {MAX_RIGHT_FLAGGED:.0%} of right "
+        "answers flagged), nested: each fold scored with the rule chosen on the other folds.",
+        "",
+        "| held out | distance factor | min confidence | acc all | acc accepted "
+        "| wrong flagged | right flagged |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for source, block in {**nested["per_fold"], "pooled": nested["pooled"]}.items():
+        chosen = block.get("rule", {})
+        lines.append(f"| {source} | {chosen.get('distance_factor', '')} "
+                     f"| {chosen.get('min_confidence', '')} | {_f(block['accuracy'])} "
+                     f"| {_f(block['accepted_accuracy'])} | {_f(block['wrong_flagged'])} "
+                     f"| {_f(block['right_flagged'])} |")
+    lines += ["", f"Rule chosen on all folds (for the model trained on every source): distance "
+              f"factor {rule['distance_factor']}, min confidence {rule['min_confidence']}."]
+    return lines
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
