@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lungcnn.edge.contract import CLASS_NAMES
+from lungcnn.trainer.fetch import fetch_command
 from lungcnn.trainer.dataset import (
     NEAR_DUPLICATE_CORRELATION,
     SPLITS,
@@ -23,6 +24,7 @@ from lungcnn.trainer.dataset import (
 EXIT_READABLE, EXIT_UNREADABLE, EXIT_LAYOUT = 0, 1, 2
 
 data_app = typer.Typer(no_args_is_help=True, add_completion=False)
+data_app.command("fetch")(fetch_command)
 
 
 @data_app.callback()
