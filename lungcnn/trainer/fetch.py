@@ -227,7 +227,8 @@ def format_report(report: FetchReport, selected: int, out_dir: Path) -> str:
         )
     if report.failed:
         lines.append(f"{len(report.failed)} files failed (listed above); run again to retry them.")
-    lines.append(f"Licenses and the attribution they require: {out_dir / 'README.md'}")
+    if (out_dir / "README.md").is_file():
+        lines.append(f"Licenses and the attribution they require: {out_dir / 'README.md'}")
     return "\n".join(lines)
 
 
