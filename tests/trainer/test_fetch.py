@@ -149,12 +149,13 @@ def fixture_set(tmp_path, origin):
     for row in _pick_shared():
         original = (SHARED / row["file"]).read_bytes()
         rows.append({**row, "origin_sha256": sha(original)})
-        origin.blobs[f"/{row['origin_repo']}/{row['origin_commit']}/{row['origin_path']}"] = original
+        commit_path = f"/{row['origin_repo']}/{row['origin_commit']}"
+        origin.blobs[f"{commit_path}/{row['origin_path']}"] = original
         if row["source"] == "openist":
             stem = Path(row["file"]).stem
             mask = (SHARED / f"masks/openist/{stem}.png").read_bytes()
             mask_path = f"Datasets/Chest_x-ray/{stem}@.png"
-            origin.blobs[f"/{row['origin_repo']}/{row['origin_commit']}/{mask_path}"] = mask
+            origin.blobs[f"{commit_path}/{mask_path}"] = mask
             masks.append({
                 "file": f"masks/openist/{stem}.png", "image": row["file"], "source": "openist",
                 "license": row["license"], "origin_repo": row["origin_repo"],
@@ -357,7 +358,8 @@ def test_committed_provenance_is_the_shared_manifest():
     for line in (SHARED / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ")
         sums[name] = digest
-    assert sorted(m.file for m in committed.masks) == sorted(n for n in sums if n.startswith("masks/"))
+    shared_masks = sorted(name for name in sums if name.startswith("masks/"))
+    assert sorted(mask.file for mask in committed.masks) == shared_masks
     for mask in committed.masks:
         stem = Path(mask.file).stem
         assert mask.image == f"images/openist/Normal/{stem}.jpg"
@@ -409,3 +411,17 @@ def test_long_side_is_scaled_to_1024_with_aspect_kept():
     assert stored.resized and decoded.size == (1024, 341)
     stored, decoded = _encoded(Image.new("L", (1024, 2), 128), "JPEG")
     assert not stored.resized and decoded.size == (1024, 2)
+
+
+@needs_shared
+def test_a_file_url_mirror_works_and_a_missing_file_fails_at_once(fixture_set, origin, tmp_path):
+    mirror = tmp_path / "mirror"
+    for path, blob in origin.blobs.items():
+        if not path.endswith("big.src"):  # left out of the mirror
+            (mirror / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (mirror / path.lstrip("/")).write_bytes(blob)
+    args = ["fetch", str(fixture_set), "--to", str(tmp_path / "out"), "--base-url", mirror.as_uri()]
+    result = CliRunner().invoke(data_app, args)
+    assert result.exit_code == EXIT_SOME_FAILED
+    assert "error: images/covid-cxnet/Covid/big.png: no such file" in result.stderr
+    assert "6 files selected: 5 fetched, 0 already present, 1 failed." in result.stdout
