@@ -11,16 +11,13 @@ lists the images present, with the checksums and sizes of the files actually wri
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Callable
 
 import typer
-from PIL import Image
 
 from lungcnn.trainer.download import DownloadError, DownloadPolicy, download
 from lungcnn.trainer.provenance import (
@@ -29,11 +26,11 @@ from lungcnn.trainer.provenance import (
     FetchableDataset,
     ManifestError,
     append_sum,
+    file_sha256,
     load_dataset,
     origin_url,
     read_sums,
-    write_manifest,
-    write_sums,
+    write_copy,
 )
 from lungcnn.trainer.reencode import EncodeError, pixel_sha256, reencode
 
@@ -120,7 +117,11 @@ def fetch_command(
     except ManifestError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    report = fetch_dataset(loaded, entries, to, options)
+    try:
+        report = fetch_dataset(loaded, entries, to, options)
+    except OSError as error:  # DIR itself unwritable or full; per-file errors are in the report
+        typer.echo(f"error: {to}: {error}", err=True)
+        raise typer.Exit(EXIT_SOME_FAILED) from None
     typer.echo(format_report(report, len(entries), to))
     raise typer.Exit(EXIT_SOME_FAILED if report.failed else EXIT_COMPLETE)
 
@@ -163,7 +164,6 @@ def fetch_dataset(
     progress: Callable[[str], None] = lambda line: typer.echo(line, err=True),
 ) -> FetchReport:
     """Fetch ENTRIES into OUT_DIR, then write its manifest, checksums and README."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     sums_path = out_dir / SUMS_NAME
     recorded = read_sums(sums_path)
     report = FetchReport()
@@ -193,25 +193,13 @@ def fetch_dataset(
 
 
 def write_outputs(dataset: FetchableDataset, out_dir: Path, recorded: dict[str, str]) -> int:
-    """DIR/manifest.csv and DIR/SHA256SUMS of the verified files present; the README. Returns
-    the number of images listed."""
+    """Describe the verified files present in OUT_DIR; returns the number of images listed."""
     present = {}
     for entry in (*dataset.images, *dataset.masks):
         digest = _verified_digest(out_dir / entry.file, entry, recorded)
         if digest:
             present[entry.file] = digest
-    rows = []
-    for entry in dataset.images:
-        if entry.file in present:
-            with Image.open(out_dir / entry.file) as image:
-                width, height = image.size
-            digest = present[entry.file]
-            rows.append({**entry.row, "sha256": digest, "width": width, "height": height})
-    write_manifest(out_dir / "manifest.csv", rows)
-    write_sums(out_dir / SUMS_NAME, present.items())
-    if dataset.readme:
-        shutil.copyfile(dataset.readme, out_dir / "README.md")
-    return len(rows)
+    return write_copy(dataset, out_dir, present)
 
 
 def format_report(report: FetchReport, selected: int, out_dir: Path) -> str:
@@ -257,6 +245,8 @@ def _fetch_entry(entry: Entry, out_dir: Path, options: FetchOptions, recorded: d
         os.replace(part, dest)
     except (DownloadError, EncodeError) as error:
         raise FetchFailure(str(error)) from None
+    except OSError as error:  # writing DIR/<file>
+        raise FetchFailure(f"cannot write ({error})") from None
     finally:
         part.unlink(missing_ok=True)
     return "fetched", stored.sha256
@@ -276,7 +266,7 @@ def _verified_digest(path: Path, entry: Entry, recorded: dict[str, str]) -> str:
     """The file's sha256 when it is present and verified (curated or recorded checksum)."""
     if not path.is_file():
         return ""
-    digest = _sha256_file(path)
+    digest = file_sha256(path)
     return digest if digest in (entry.sha256, recorded.get(entry.file)) else ""
 
 
@@ -285,11 +275,8 @@ def _check_destination(out_dir: Path, folder: Path) -> None:
         raise ManifestError(f"{out_dir}: not a folder")
     if out_dir.resolve() == folder.resolve():
         raise ManifestError(f"{out_dir}: is the provenance folder itself; choose another DIR")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ManifestError(f"{out_dir}: cannot create ({error.strerror})") from None
 
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

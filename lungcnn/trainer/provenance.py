@@ -1,4 +1,4 @@
-"""Provenance manifests of a fetchable dataset, and the checksum list of a fetched copy.
+"""Provenance manifests of a fetchable dataset, and the manifest and checksums of a fetched copy.
 
 A fetchable dataset is a folder (data/<name>/ in this repository) holding
 
@@ -13,12 +13,16 @@ A fetchable dataset is a folder (data/<name>/ in this repository) holding
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
+
+from PIL import Image
 
 IMAGE_COLUMNS = (
     "file", "label", "source", "age_group", "view", "sex", "age", "license",
@@ -108,13 +112,35 @@ def write_sums(path: Path, sums: Iterable[tuple[str, str]]) -> None:
     _replace_text(path, "".join(f"{digest}  {file}\n" for file, digest in sums))
 
 
-def write_manifest(path: Path, rows: Iterable[Mapping[str, str]]) -> None:
-    tmp = path.with_name(path.name + ".part")
+def write_copy(dataset: FetchableDataset, out_dir: Path, present: Mapping[str, str]) -> int:
+    """OUT_DIR/manifest.csv (the images present, with the checksums and sizes of the files
+    written), OUT_DIR/SHA256SUMS and the README. PRESENT: file -> sha256 of the verified files.
+    Returns the number of images listed."""
+    rows = []
+    for entry in dataset.images:
+        if entry.file in present:
+            with Image.open(out_dir / entry.file) as image:
+                width, height = image.size
+            digest = present[entry.file]
+            rows.append({**entry.row, "sha256": digest, "width": width, "height": height})
+    tmp = out_dir / "manifest.csv.part"
     with open(tmp, "w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=IMAGE_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(out, fieldnames=IMAGE_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+    os.replace(tmp, out_dir / "manifest.csv")
+    write_sums(out_dir / SUMS_NAME, present.items())
+    if dataset.readme:
+        shutil.copyfile(dataset.readme, out_dir / "README.md")
+    return len(rows)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _replace_text(path: Path, text: str) -> None:
