@@ -28,6 +28,7 @@ class DownloadError(Exception):
 @dataclass(frozen=True)
 class DownloadPolicy:
     timeout: float = 30.0  # seconds, for the connection and for each read
+    max_seconds: float = 600.0  # for one whole attempt, so a trickling server cannot hold on
     attempts: int = 3
     backoff: float = 1.0  # seconds before the second attempt, doubled for each next one
     max_bytes: int = 256 * 2**20  # no original file of a dataset comes near this
@@ -60,7 +61,7 @@ def _download_once(url: str, part: Path, policy: DownloadPolicy) -> str:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(request, timeout=policy.timeout) as response:
-            return _save_body(response, part, policy.max_bytes)
+            return _save_body(response, part, policy)
     except urllib.error.HTTPError as error:
         reason = f"HTTP {error.code} {error.reason}"
         if error.code in _TRANSIENT_STATUSES:
@@ -74,17 +75,20 @@ def _download_once(url: str, part: Path, policy: DownloadPolicy) -> str:
         raise _Retryable(f"transfer failed ({type(error).__name__}: {error})") from None
 
 
-def _save_body(response, part: Path, max_bytes: int) -> str:
+def _save_body(response, part: Path, policy: DownloadPolicy) -> str:
     expected = response.headers.get("Content-Length")
     expected = int(expected) if expected and expected.isdigit() else None
-    if expected is not None and expected > max_bytes:
+    if expected is not None and expected > policy.max_bytes:
         raise DownloadError(f"file too large ({expected} bytes)")
     digest, size = hashlib.sha256(), 0
+    deadline = time.monotonic() + policy.max_seconds
     with open(part, "wb") as out:
         while chunk := response.read(_CHUNK):
             size += len(chunk)
-            if size > max_bytes:
-                raise DownloadError(f"file too large (over {max_bytes} bytes)")
+            if size > policy.max_bytes:
+                raise DownloadError(f"file too large (over {policy.max_bytes} bytes)")
+            if time.monotonic() > deadline:
+                raise _Retryable(f"too slow (not done after {policy.max_seconds:g} s)")
             digest.update(chunk)
             out.write(chunk)
         out.flush()

@@ -111,7 +111,7 @@ def fetch_command(
         folder = resolve_dataset(dataset)
         loaded = load_dataset(folder)
         _check_destination(to, folder)
-        policy = DownloadPolicy(timeout, attempts)
+        policy = DownloadPolicy(timeout=timeout, attempts=attempts)
         options = FetchOptions(base_url, tuple(source or ()), limit, policy)
         entries = select_entries(loaded, options)
     except ManifestError as error:

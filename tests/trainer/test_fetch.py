@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -46,7 +47,7 @@ class Origin:
 
     def __init__(self):
         self.blobs: dict[str, bytes] = {}
-        self.modes: dict[str, str] = {}  # path -> "404" | "500" | "cut" | "tamper"
+        self.modes: dict[str, str] = {}  # path -> "404" | "500" | "cut" | "tamper" | "hang"
         self.requests: list[str] = []
 
     def handler(self):
@@ -57,6 +58,8 @@ class Origin:
                 path = unquote(urlsplit(self.path).path)
                 origin.requests.append(path)
                 mode, body = origin.modes.get(path, "ok"), origin.blobs.get(path)
+                if mode == "hang":
+                    time.sleep(3)
                 if body is None or mode in ("404", "500"):
                     self.send_error(500 if mode == "500" else 404)
                     return
@@ -425,3 +428,14 @@ def test_a_file_url_mirror_works_and_a_missing_file_fails_at_once(fixture_set, o
     assert result.exit_code == EXIT_SOME_FAILED
     assert "error: images/covid-cxnet/Covid/big.png: no such file" in result.stderr
     assert "6 files selected: 5 fetched, 0 already present, 1 failed." in result.stdout
+
+
+@needs_shared
+def test_a_silent_server_times_out(fixture_set, origin, tmp_path):
+    target = "images/covid-cxnet/Covid/big.png"
+    origin.modes[url_path(fixture_set, target)] = "hang"
+    args = ("--timeout", "1", "--attempts", "1", "--source", "covid-cxnet")
+    result = fetch(fixture_set, tmp_path / "out", origin, *args)
+    assert result.exit_code == EXIT_SOME_FAILED
+    assert f"error: {target}: transfer failed (TimeoutError" in result.stderr
+    assert not (tmp_path / "out" / target).exists() and no_part_files(tmp_path / "out")
