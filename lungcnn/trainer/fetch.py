@@ -105,7 +105,8 @@ def fetch_command(
     Exit codes:
     0 every selected file is present and verified;
     1 some files failed (each named on stderr with the reason; run again to retry);
-    2 unknown dataset or source, unusable manifest, or DIR not a folder.
+    2 unknown dataset or source, unusable manifest, or DIR not a folder;
+    130 interrupted (what was done is kept and listed in DIR/manifest.csv).
     """
     try:
         folder = resolve_dataset(dataset)
