@@ -57,8 +57,8 @@ class FetchReport:
     fetched: int = 0
     present: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    differing: list[str] = field(default_factory=list)  # fetched, bytes unlike the curated copy
     listed: int = 0  # images in DIR/manifest.csv at the end
+    differing: list[str] = field(default_factory=list)  # files in DIR unlike the curated bytes
 
 
 def fetch_command(
@@ -185,22 +185,25 @@ def fetch_dataset(
                 report.present += 1
             else:
                 report.fetched += 1
-                if digest != entry.sha256:
-                    report.differing.append(entry.file)
             progress(f"{prefix}: {status}")
     finally:
-        report.listed = write_outputs(dataset, out_dir, recorded)
+        report.listed, report.differing = write_outputs(dataset, out_dir, recorded)
     return report
 
 
-def write_outputs(dataset: FetchableDataset, out_dir: Path, recorded: dict[str, str]) -> int:
-    """Describe the verified files present in OUT_DIR; returns the number of images listed."""
-    present = {}
+def write_outputs(
+    dataset: FetchableDataset, out_dir: Path, recorded: dict[str, str]
+) -> tuple[int, list[str]]:
+    """Describe the verified files present in OUT_DIR. Returns the number of images listed and
+    the files whose bytes differ from the curated copy's."""
+    present, differing = {}, []
     for entry in (*dataset.images, *dataset.masks):
         digest = _verified_digest(out_dir / entry.file, entry, recorded)
         if digest:
             present[entry.file] = digest
-    return write_copy(dataset, out_dir, present)
+            if digest != entry.sha256:
+                differing.append(entry.file)
+    return write_copy(dataset, out_dir, present), differing
 
 
 def format_report(report: FetchReport, selected: int, out_dir: Path) -> str:
@@ -211,11 +214,11 @@ def format_report(report: FetchReport, selected: int, out_dir: Path) -> str:
     ]
     if report.differing:
         lines.append(
-            f"warning: {len(report.differing)} fetched files differ byte-wise from the curated "
-            "copy's sha256 (their originals were verified; encoder versions differ)."
+            f"warning: {len(report.differing)} files in {out_dir} differ byte-wise from the "
+            "curated copy's sha256 (their originals were verified; encoder versions differ)."
         )
     if report.failed:
-        lines.append(f"{len(report.failed)} files failed (listed above); run again to retry them.")
+        lines.append("Run again to retry the failed files (named on stderr).")
     if (out_dir / "README.md").is_file():
         lines.append(f"Licenses and the attribution they require: {out_dir / 'README.md'}")
     return "\n".join(lines)
