@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from lungcnn.edge.contract import CLASS_NAMES
-from lungcnn.trainer.fetch import fetch_command
 from lungcnn.trainer.dataset import (
     NEAR_DUPLICATE_CORRELATION,
     SPLITS,
@@ -20,6 +19,7 @@ from lungcnn.trainer.dataset import (
     leaked_test_files,
     list_split,
 )
+from lungcnn.trainer.fetch import fetch_command
 
 EXIT_READABLE, EXIT_UNREADABLE, EXIT_LAYOUT = 0, 1, 2
 
