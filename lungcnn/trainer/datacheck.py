@@ -21,15 +21,17 @@ from lungcnn.trainer.dataset import (
     leaked_test_files,
 )
 from lungcnn.trainer.datasets import combine, counts_by_source, read_dataset
+from lungcnn.trainer.fetch import fetch_command
 
 EXIT_READABLE, EXIT_UNREADABLE, EXIT_LAYOUT = 0, 1, 2
 
 data_app = typer.Typer(no_args_is_help=True, add_completion=False)
+data_app.command("fetch")(fetch_command)
 
 
 @data_app.callback()
 def data_group() -> None:
-    """Inspect a dataset folder before training."""  # a callback keeps `check` a subcommand
+    """Check datasets before training, or fetch one from its public sources."""  # a callback keeps `check` a subcommand
 
 
 @data_app.command("check")
