@@ -47,6 +47,7 @@ from lungcnn.edge.trust import (
     judge,
     stable_confidence,
 )
+from lungcnn.calibrate.source_rule import apply_rule, read_rule
 from lungcnn.trainer.dataset import label_of
 
 ECE_BINS = 15
@@ -428,6 +429,12 @@ def calibrate_command(
         typer.Option("--data", metavar="DIR", help="Dataset root.",
                      show_default="the run manifest's data_dir"),
     ] = None,
+    loso: Annotated[
+        Path | None,
+        typer.Option("--loso", metavar="RESULTS.json",
+                     help="Then apply the trust rule chosen on held-out sources by "
+                     "`lungcnn loso` (its results JSON) to the .tflite models."),
+    ] = None,
 ) -> None:
     """Fit calibrated confidence and abstention thresholds (for edge-classify's flags).
 
@@ -436,7 +443,14 @@ def calibrate_command(
     Exit codes: 0 done; 2 unusable run, model or data.
     Not a medical device: do not use for diagnosis without a clinical study."""
     try:
-        calibrate_run(run_dir, data_dir, echo=typer.echo)
+        rule = read_rule(loso) if loso is not None else None
+        written = calibrate_run(run_dir, data_dir, echo=typer.echo)
+        models = [p.with_suffix(".tflite") for p in written if rule]
+        for model_path in (m for m in models if m.is_file()):
+            trust = apply_rule(model_path, rule)
+            typer.echo(f"{model_path.name}: held-out-source rule: min confidence "
+                       f"{trust['min_confidence']:.3f}, feature distance <= "
+                       f"{(trust.get('feature_distance') or {}).get('threshold')}")
     except (ManifestError, ScanError, KeyError, ValueError, OSError) as error:
         typer.echo(f"lungcnn calibrate: {run_dir}: {error}", err=True)
         raise typer.Exit(EXIT_ERROR) from None

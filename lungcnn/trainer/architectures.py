@@ -88,12 +88,14 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 BN_MOMENTUM = 0.9
 
 
-def build_dsconv_std(input_size: int) -> keras.Model:
+def build_dsconv_std(input_size: int, border: float = 0.0) -> keras.Model:
     """Edge-native CNN: per-image standardisation, a strided stem and depthwise-separable
     blocks down to 1/64 of the side, global average pooling, dropout, softmax (19,227 params).
 
     Standardising each image inside the graph (LayerNormalization over H, W, C without
-    learned scale) makes the labels invariant to linear contrast and brightness changes."""
+    learned scale) makes the labels invariant to linear contrast and brightness changes.
+    `border` > 0 crops that fraction of the side off every edge inside the graph, where
+    publication figures carry their text, arrows and frames; the input stays the full scan."""
     import keras
     from keras import layers
 
@@ -108,6 +110,8 @@ def build_dsconv_std(input_size: int) -> keras.Model:
 
     inputs = keras.Input((input_size, input_size, 1))
     x = layers.Rescaling(1 / 255)(inputs)
+    if border:
+        x = layers.Cropping2D(round(border * input_size))(x)
     x = layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False)(x)
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
     x = normalized_relu(x)
@@ -149,4 +153,13 @@ ARCHITECTURES["dsconv-std-160"] = ArchSpec(
             fill_mode="constant",
         ),
     ),
+)
+
+
+ARCHITECTURES["dsconv-std-160-crop"] = ArchSpec(
+    name="dsconv-std-160-crop",
+    description="dsconv-std-160 that sees only the central part of the scan: 10% of the side "
+    "cropped off every edge inside the graph (same recipe).",
+    build=lambda input_size: build_dsconv_std(input_size, border=0.1),
+    recipe=ARCHITECTURES["dsconv-std-160"].recipe,
 )

@@ -1,0 +1,55 @@
+"""Trust thresholds from leave-one-source-out evidence (`lungcnn calibrate --loso FILE`).
+
+`lungcnn calibrate` fits its thresholds on validation scans, which come from the training
+sources; scans from a new source need stricter ones. `lungcnn loso` chooses a rule on
+held-out sources (`lungcnn.benchmarks.loso_report`): the feature-distance threshold times a
+factor, and a minimum stable confidence. This applies that rule to a calibrated model's
+manifest and records where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, write_json_atomic
+
+
+def read_rule(loso_results: Path) -> dict:
+    """The rule chosen on every fold of a `lungcnn loso` results file, with its evidence."""
+    try:
+        result = json.loads(Path(loso_results).read_text())
+        nested = result["report"]["nested_trust"]
+        rule = nested["rule_on_all_folds"]
+        factor, confidence = float(rule["distance_factor"]), float(rule["min_confidence"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ManifestError(f"{loso_results}: not a lungcnn loso results file ({error})") from None
+    if not (math.isfinite(factor) and factor > 0 and 0 <= confidence <= 1):
+        raise ManifestError(f"{loso_results}: rule out of range: {rule}")
+    return {"distance_factor": factor, "min_confidence": confidence,
+            "evidence": {"file": str(loso_results), "command": result.get("command"),
+                         "held_out_sources": sorted(result["report"]["folds"]),
+                         "nested_pooled": nested["pooled"]}}
+
+
+def apply_rule(model_path: Path, rule: dict) -> dict:
+    """Rewrite the trust section of `model_path`'s calibrated manifest with `rule`; returns
+    the new trust section. ManifestError when the model has not been calibrated."""
+    manifest = read_manifest(model_path)
+    trust = dict(manifest.get("trust") or {})
+    if "min_confidence" not in trust:
+        raise ManifestError(f"{model_path}: calibrate the model before applying a rule")
+    distance = dict(trust.get("feature_distance") or {})
+    if distance:
+        validation = float(distance.get("validation_threshold", distance["threshold"]))
+        distance["validation_threshold"] = validation
+        distance["threshold"] = round(validation * rule["distance_factor"], 4)
+        trust["feature_distance"] = distance
+    trust.setdefault("validation_min_confidence", trust["min_confidence"])
+    trust["min_confidence"] = rule["min_confidence"]
+    trust["source_rule"] = rule
+    trust.pop("val_flags", None)  # measured with the validation thresholds: no longer true
+    manifest["trust"] = trust
+    write_json_atomic(manifest_path(model_path), manifest)
+    return trust
