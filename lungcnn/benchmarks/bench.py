@@ -8,8 +8,6 @@ process (timings in fresh child processes, see benchmarks.worker).
 from __future__ import annotations
 
 import os
-import platform
-import resource
 import tempfile
 import time
 from contextlib import contextmanager
@@ -20,25 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from lungcnn.benchmarks.config import BenchConfig
+from lungcnn.benchmarks.errors import BenchError
+from lungcnn.benchmarks.machine import cpu_seconds, machine_info
 from lungcnn.benchmarks.quality import quality_report
 from lungcnn.benchmarks.robustness import ACQUISITION_CHANGES, label_stability
 from lungcnn.benchmarks.runtimes import KERAS, LITERT, open_classifier, predict_all, runtime_of
+from lungcnn.benchmarks.seeds import multi_seed
+from lungcnn.benchmarks.speed import REFERENCE_ARCH, add_reference_ratios, measure_speed
 from lungcnn.benchmarks.testset import TestSet, test_set_for_run
-from lungcnn.benchmarks.timing import distribution_ms
 from lungcnn.benchmarks.trust import evaluate_trust, shift_proxies
-from lungcnn.benchmarks.worker import Worker
-from lungcnn.convert.quantize import QUANTIZATIONS
-from lungcnn.edge.contract import first_line
+from lungcnn.benchmarks.variants import ensure_calibrated, ensure_variants
+from lungcnn.edge.api import BUNDLED_MODEL
 from lungcnn.edge.manifest import library_versions, read_manifest, sha256_file, write_json_atomic
 
-from lungcnn.edge.api import BUNDLED_MODEL
-REFERENCE_ARCH = "reference"
-REFERENCE_VARIANT = "float32"
-ROUND_WARMUP_CALLS = 2  # after the first timing round, to refill caches other processes evicted
-
-
-class BenchError(RuntimeError):
-    """The benchmark cannot run: a run directory, model or dataset is missing (one line)."""
+__all__ = ["BenchError", "Measured", "default_runs", "run_benchmark", "write_results"]
 
 
 @dataclass(frozen=True)
@@ -50,12 +43,10 @@ class Measured:
 
 
 def run_benchmark(config: BenchConfig, command: str, log=print) -> Measured:
-    started, cpu_start = time.monotonic(), _cpu_seconds()
+    started, cpu_start = time.monotonic(), cpu_seconds()
     load_start = os.getloadavg()
     seeds = None
     if config.seeds:
-        from lungcnn.benchmarks.seeds import multi_seed
-
         seeds = multi_seed(config, log)
     open_set = open_set_reports(config, log) if config.open_set else None
     phase_s = dict.fromkeys(
@@ -79,7 +70,7 @@ def run_benchmark(config: BenchConfig, command: str, log=print) -> Measured:
         "elapsed_s": round(time.monotonic() - started, 1),
         # CPU time of this process and its finished children: what the benchmark costs on an
         # idle machine, whatever the load from other processes stretched the wall time to.
-        "cpu_s": round(_cpu_seconds() - cpu_start, 1),
+        "cpu_s": round(cpu_seconds() - cpu_start, 1),
     }
     return Measured(result, samples)
 
@@ -101,13 +92,6 @@ def open_set_reports(config: BenchConfig, log) -> dict[str, dict]:
         data_dir = Path(config.data_dir or manifest["data_dir"])
         reports[arch] = open_set_proxy(arch, data_dir, log)
     return reports
-
-
-def _cpu_seconds() -> float:
-    return sum(
-        usage.ru_utime + usage.ru_stime
-        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
-    )
 
 
 NOTES = {
@@ -198,39 +182,6 @@ def _phase(totals: dict[str, float], name: str):
         totals[name] += time.monotonic() - started
 
 
-def ensure_variants(keras_path: Path, data_dir: Path | None, log) -> dict[str, Path]:
-    """model.keras and every model_<quant>.tflite beside it, converting the missing ones."""
-    from lungcnn.convert.converter import ConvertOptions, convert_keras_run, output_path
-    from lungcnn.convert.errors import ConvertError
-
-    targets = {q: output_path(keras_path, q) for q in QUANTIZATIONS}
-    missing = tuple(q for q, path in targets.items() if not path.is_file())
-    if missing:
-        log(f"{keras_path.parent.name}: converting {', '.join(missing)}")
-        try:
-            convert_keras_run(keras_path, ConvertOptions(quantizations=missing, data_dir=data_dir))
-        except ConvertError as error:
-            raise BenchError(str(error)) from None
-    return {KERAS: keras_path, **targets}
-
-
-def ensure_calibrated(run_dir: Path, variants: dict[str, Path], data_dir: Path | None,
-                      log) -> None:
-    """Calibrate the run (`lungcnn calibrate`: train/validation only, every manifest of the
-    run) when a TFLite variant's manifest has no trust thresholds."""
-    from lungcnn.calibrate.calibration import calibrate_run
-
-    missing = [variant for variant, path in variants.items() if runtime_of(path) == LITERT
-               and not {"calibration", "trust"} <= read_manifest(path).keys()]
-    if not missing:
-        return
-    log(f"{run_dir.name}: calibrating ({', '.join(missing)} without trust thresholds)")
-    try:
-        calibrate_run(run_dir, data_dir, echo=lambda line: log(f"  {line}"))
-    except (KeyError, ValueError, OSError) as error:  # ManifestError, ScanError are ValueErrors
-        raise BenchError(f"{run_dir}: calibration failed ({first_line(error)})") from None
-
-
 def trust_reports(variants: dict[str, Path], test_set: TestSet, config: BenchConfig,
                   changes: dict, log) -> dict[str, dict]:
     """The trust report (benchmarks.trust) of every TFLite variant, by variant."""
@@ -282,123 +233,9 @@ def reused_changes() -> dict:
     return {name: reusing(change) for name, change in ACQUISITION_CHANGES.items()}
 
 
-def measure_speed(runs: list[dict], config: BenchConfig, log) -> dict[str, np.ndarray]:
-    """Fill each variant's "speed" and "cost" and return the raw samples (seconds) by label.
-
-    Every (variant, thread count) gets its own process, started one at a time; the timed
-    calls are then made in rounds that visit every process, so a burst of load from other
-    sessions falls on all models alike instead of on whichever was being timed."""
-    workers: dict[tuple[int, int, int], Worker] = {}
-    collected: dict[tuple, list[np.ndarray]] = {}
-    try:
-        for r, run in enumerate(runs):
-            for v, variant in enumerate(run["variants"]):
-                for threads in config.threads:
-                    log(f"  {run['run']}/{variant['variant']}: starting at {threads} thread(s)")
-                    workers[(r, v, threads)] = Worker(
-                        Path(variant["model_file"]), threads, [Path(f) for f in run["test_files"]]
-                    )
-        for index, calls in enumerate(_round_sizes(config.timed_calls, config.rounds)):
-            log(f"  timing round {index + 1} of {config.rounds}")
-            warmup = config.warmup_calls if index == 0 else ROUND_WARMUP_CALLS
-            for key, worker in workers.items():
-                for kind, count, batch in _timings(runs[key[0]]["variants"][key[1]], calls, config):
-                    collected.setdefault((*key, kind), []).append(worker.time(kind, count, warmup, batch))
-    finally:
-        for worker in workers.values():
-            worker.close()
-    return _fill_speed_and_cost(runs, workers, collected, config)
-
-
-def _round_sizes(calls: int, rounds: int) -> list[int]:
-    return [len(part) for part in np.array_split(np.arange(calls), min(rounds, calls))]
-
-
-def _timings(variant: dict, calls: int, config: BenchConfig) -> list[tuple[str, int, int]]:
-    kinds = [("invoke", calls, 1), ("end_to_end", calls, 1)]
-    if variant["runtime"] == KERAS and config.keras_batch > 1:
-        # Each batched call classifies a whole batch, so fewer calls give as many images.
-        kinds.append(("batched", max(1, -(-calls // 8)), config.keras_batch))
-    return kinds
-
-
-def _fill_speed_and_cost(runs, workers, collected, config) -> dict[str, np.ndarray]:
-    samples = {}
-    for (r, v, threads), worker in workers.items():
-        run, variant = runs[r], runs[r]["variants"][v]
-        timings = variant.setdefault("speed", {}).setdefault(str(threads), {})
-        for kind, label, per in (("invoke", "invoke_ms", 1), ("end_to_end", "end_to_end_ms", 1),
-                                 ("batched", "batched_per_image_ms", config.keras_batch)):
-            if (r, v, threads, kind) not in collected:
-                continue
-            seconds = np.concatenate(collected[(r, v, threads, kind)])
-            timings[label] = distribution_ms(seconds, per=per)
-            samples[f"{run['run']}/{variant['variant']}/{kind}/{threads}"] = seconds
-        if "batched_per_image_ms" in timings:
-            timings["batch_size"] = config.keras_batch
-        timings["load_s"] = worker.cost["load_s"]
-        if threads == max(config.threads):
-            variant["cost"].update({key: worker.cost[key] for key in
-                                    ("import_s", "load_s", "first_call_s", "peak_rss_mb", "tensorflow_loaded")})
-    return samples
-
-
-def add_reference_ratios(runs: list[dict]) -> None:
-    """p50 latencies as multiples of the reference float32 TFLite model's, same thread count."""
-    reference = next((r for r in runs if r["arch"] == REFERENCE_ARCH), runs[0])
-    baseline = next(v for v in reference["variants"] if v["variant"] == REFERENCE_VARIANT)
-    for run in runs:
-        run["is_reference"] = run is reference
-        for variant in run["variants"]:
-            variant["vs_reference_float32"] = {
-                threads: {
-                    f"{kind}_p50": timings[f"{kind}_ms"]["p50"]
-                    / baseline["speed"][threads][f"{kind}_ms"]["p50"]
-                    for kind in ("invoke", "end_to_end")
-                }
-                for threads, timings in variant["speed"].items()
-            }
-
-
-def machine_info(load_start: tuple[float, float, float]) -> dict:
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "cores": os.cpu_count(),
-        "memory_gb": _memory_gb(),
-        "python": platform.python_version(),
-        "load_average_start": [round(x, 2) for x in load_start],
-        "load_average_end": [round(x, 2) for x in os.getloadavg()],
-        "note": "shared machine: other processes may have run during the measurement; "
-        "compare variants through the ratios and percentiles of this one run",
-    }
-
-
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _memory_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
-
-
 def write_results(measured: Measured, out_dir: Path, name: str) -> dict[str, Path]:
-    from lungcnn.benchmarks.report import write_markdown, write_plots
+    from lungcnn.benchmarks.plots import write_plots
+    from lungcnn.benchmarks.report import write_markdown
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json_atomic(out_dir / f"{name}.json", measured.result)}

@@ -53,7 +53,7 @@ def multi_seed(config: BenchConfig, log, seeds_root: Path = SEEDS_ROOT) -> dict:
 def _seed_run(
     run_dir: Path, manifest: dict, seed: int, seeds_root: Path, provenance: dict, log
 ) -> Path:
-    from lungcnn.benchmarks.bench import BenchError
+    from lungcnn.benchmarks.errors import BenchError
     from lungcnn.trainer.architectures import ARCHITECTURES
     from lungcnn.trainer.dataset import default_data_dir
     from lungcnn.trainer.run import train_run
@@ -103,7 +103,7 @@ def _train_config(manifest: dict):
 
 
 def _summarise(runs: list[Path], config: BenchConfig, log) -> dict:
-    from lungcnn.benchmarks.bench import ensure_variants
+    from lungcnn.benchmarks.variants import ensure_variants
 
     values: dict[str, dict[str, list]] = {}
     for run_dir in runs:
