@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ PI_CHECK = Path(__file__).resolve().parents[2] / "benchmarks" / "pi" / "pi_check
 
 @pytest.fixture(scope="module")
 def pi_check():
+    sys.path.insert(0, str(PI_CHECK.parent))  # its helper modules, as when run as a script
     spec = importlib.util.spec_from_file_location("pi_check", PI_CHECK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,0 +1,115 @@
+"""`pi_check.py compare`: the host's and an emulated run's `edge-classify --json` lines,
+record by record. Standard library only at import time."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from pi_errors import CheckError
+
+FLOAT_TOLERANCE = 1e-5
+
+
+# edge-classify's stability check re-encodes each scan (low-resolution JPEG, blur, reframing)
+# before running the model again; Pillow's and libjpeg-turbo's SIMD paths differ between
+# x86_64 and aarch64 by a grey level here and there, so that one derived confidence may move
+# a little. The feature distance is float64 arithmetic on the model's (identical) features,
+# summed in another order by the other architecture's BLAS: its rounded value may move by one
+# last digit. The model's own outputs, the label and the flag must still match exactly.
+FIELD_TOLERANCE = {"stable_confidence": 0.01, "feature_distance": 0.002}
+
+
+def compare_runs(expected_path: Path, actual_path: Path, tolerance: float) -> str:
+    """Compare two JSON-lines outputs record by record; returns a one-line summary."""
+    expected = _json_lines(expected_path)
+    actual = _json_lines(actual_path)
+    if not expected:
+        raise CheckError(f"{expected_path}: the host run printed no JSON lines")
+    if len(expected) != len(actual):
+        raise CheckError(
+            f"{actual_path}: {len(actual)} JSON lines, the host run printed {len(expected)}"
+        )
+    worst = 0.0
+    for number, (want, got) in enumerate(zip(expected, actual), start=1):
+        worst = max(worst, _compare_values(want, got, tolerance, f"line {number}"))
+    if worst == 0.0:
+        summary = f"{len(expected)} records identical"
+    else:
+        summary = f"{len(expected)} records match, max |difference| {worst:.2e} <= {tolerance:g}"
+    return summary + _tolerated_fields_summary(expected, actual)
+
+
+def _tolerated_fields_summary(expected: list, actual: list) -> str:
+    """How far the fields of FIELD_TOLERANCE moved (they are left out of the summary above)."""
+    parts = []
+    for field, limit in FIELD_TOLERANCE.items():
+        moved = [abs(want[field] - got[field]) for want, got in zip(expected, actual)
+                 if isinstance(want, dict) and _is_number(want.get(field))
+                 and _is_number(got.get(field))]
+        if moved:
+            parts.append(f"{field} within {limit:g} (max {max(moved):.1e})")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _json_lines(path: Path) -> list:
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CheckError(f"{path}:{number}: not a JSON line: {line[:120]!r}") from None
+    return records
+
+
+def _compare_values(want, got, tolerance: float, where: str) -> float:
+    """Largest numeric difference found; raises CheckError on any other difference."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        if want.keys() != got.keys():
+            raise CheckError(f"{where}: keys differ: {sorted(want)} vs {sorted(got)}")
+        label = f"{where} ({want.get('file', '')})" if "file" in want else where
+        return max(
+            [_compare_values(want[k], got[k], tolerance, f"{label}.{k}")
+             for k in want if k not in FIELD_TOLERANCE]
+            + [_within(want[k], got[k], FIELD_TOLERANCE[k], f"{label}.{k}")
+               for k in want if k in FIELD_TOLERANCE],
+            default=0.0,
+        )
+    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        return max(
+            [_compare_values(w, g, tolerance, f"{where}[{i}]")
+             for i, (w, g) in enumerate(zip(want, got))],
+            default=0.0,
+        )
+    if _is_number(want) and _is_number(got):
+        difference = abs(float(want) - float(got))
+        if not difference <= tolerance and not (math.isnan(want) and math.isnan(got)):
+            raise CheckError(
+                f"{where}: host {want!r} vs emulated {got!r} (|difference| {difference:.3g} "
+                f"> tolerance {tolerance:g})"
+            )
+        return difference
+    if want != got:
+        raise CheckError(f"{where}: host {want!r} vs emulated {got!r}")
+    return 0.0
+
+
+def _within(want, got, limit: float, where: str) -> float:
+    """Check a FIELD_TOLERANCE field; it does not count towards the worst difference."""
+    _compare_values(want, got, limit, where)
+    return 0.0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def output_is_quantized(model_path: Path) -> bool:
+    """True for an int8/uint8 output tensor: then host and emulated outputs must be identical."""
+    from lungcnn.edge.runtime import interpreter_class
+
+    interpreter = interpreter_class()(model_path=str(model_path))
+    return interpreter.get_output_details()[0]["dtype"].__name__ in ("int8", "uint8")
