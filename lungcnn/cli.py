@@ -5,6 +5,7 @@
     lungcnn convert -> convert.cli      (python -m lungcnn.convert)
     lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
     lungcnn calibrate -> calibrate.calibration (confidence calibration, abstention thresholds)
+    lungcnn bundle  -> bundle           (a calibrated int8 model becomes the bundled model)
 
 Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
 """
@@ -16,6 +17,7 @@ import typer
 from lungcnn.benchmarks.cli import bench_command
 from lungcnn.benchmarks.loso_cli import loso_command
 from lungcnn.benchmarks.probe import probe_command
+from lungcnn.bundle import bundle_command
 from lungcnn.convert.cli import convert_command
 from lungcnn.calibrate.calibration import calibrate_command
 from lungcnn.trainer.cli import train_command
@@ -33,6 +35,7 @@ app.command("bench")(bench_command)
 app.command("calibrate")(calibrate_command)
 app.command("loso")(loso_command)
 app.command("probe")(probe_command)
+app.command("bundle")(bundle_command)
 app.add_typer(data_app, name="data")
 
 

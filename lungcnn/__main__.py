@@ -1,0 +1,5 @@
+"""`python -m lungcnn` is the `lungcnn` command."""
+
+from lungcnn.cli import main
+
+main()
