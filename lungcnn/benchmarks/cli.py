@@ -28,7 +28,7 @@ def bench_command(
         "--run", metavar="RUN_DIR",
         help="Trainer run directory (model.keras + manifest.json); repeat for several. Missing "
         "model_<quant>.tflite variants are converted first. Default: runs/reference-seed0 and "
-        "the run the bundled edge/models/lungcnn_int8.tflite was converted from.",
+        "the run the bundled lungcnn/edge/models/lungcnn_int8.tflite was converted from.",
         show_default=False)] = None,
     data: Annotated[Optional[Path], typer.Option(
         metavar="DIR", help="Evaluate on every scan of DIR/test (leaks checked against "
@@ -39,8 +39,7 @@ def bench_command(
     seeds: Annotated[int, typer.Option(
         min=0, help="First train this many seeds (0..N-1) of each run's architecture and recipe "
         "and report their mean and spread; finished runs of the same recipe (runs/<arch>-seed<N>, "
-        "runs/bench-seeds/) are reused. Slow: a reference seed trains in about 11 minutes on "
-        "2 shared cores.")] = 0,
+        "runs/bench-seeds/) are reused. Slow: each missing seed is a full training.")] = 0,
     timed_calls: Annotated[Optional[int], typer.Option(
         min=1, help=f"Timed calls per latency distribution (default: {DEFAULT_TIMED_CALLS}, "
         f"{QUICK_TIMED_CALLS} with --quick).", show_default=False)] = None,
@@ -48,8 +47,7 @@ def bench_command(
         "--open-set", help="Also measure the open-set proxy (benchmarks/open_set.py): for each "
         "class, train each run's architecture without it, fit the trust thresholds as "
         "`lungcnn calibrate` does, and count how many scans of the unseen class get flagged. "
-        "Reads train/ only. Slow: three trainings per architecture (about 15 minutes for "
-        "dsconv-std-160 on 2 shared cores).")] = False,
+        "Reads train/ only. Slow: three trainings per architecture.")] = False,
     quick: Annotated[bool, typer.Option(
         "--quick", help="Smoke run: two test scans per class, fewer calls, two shift proxies. "
         "Not a measurement.")]
@@ -62,8 +60,7 @@ def bench_command(
     TFLite variants, and the trust flags of each TFLite variant (abstention, risk-coverage,
     wrong answers flagged, on the test split and shift proxies; non-X-ray images refused;
     ECE; heatmap time). A run whose models lack trust thresholds is calibrated first
-    (`lungcnn calibrate`, train/validation only). Without --seeds it takes under 10 minutes
-    on 2 cores.
+    (`lungcnn calibrate`, train/validation only). How long it takes: docs/benchmarks.md.
 
     Exit codes: 0 written; 1 a measurement failed; 2 usage error (no run found, bad run
     directory or model, conversion or calibration failed, dataset missing, --out not

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_OUT = Path("benchmarks/results")
-# A full benchmark must fit in 10 minutes on 2 shared cores; these call counts do.
+# Call counts that keep a full benchmark within its time budget (docs/benchmarks.md).
 DEFAULT_TIMED_CALLS = 200
 QUICK_TIMED_CALLS = 20
 QUICK_SCANS_PER_CLASS = 2

@@ -81,10 +81,10 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 }
 
 
-# Keras' default 0.99 lets the inference statistics of batch normalization lag ~100 steps
-# behind weights that the 0.003 learning rate moves fast: with ~13 steps per epoch, every seed
-# of the first recipe predicted one class for all validation scans for 30 epochs (and, trained
-# on two classes, for all 60). 0.9 follows within ~10 steps; measured on validation only.
+# Keras' default 0.99 lets batch normalization's inference statistics lag far behind weights
+# that this recipe's learning rate moves fast, and validation predictions collapsed to one
+# class for many epochs; 0.9 follows closely. Chosen on validation only: docs/training.md,
+# "A change after selection".
 BN_MOMENTUM = 0.9
 
 

@@ -22,7 +22,7 @@ def train_command(
     arch: Annotated[
         ArchName,
         typer.Option(
-            help="Architecture from the registry (trainer/architectures.py); it brings its "
+            help="Architecture from the registry (lungcnn/trainer/architectures.py); it brings its "
             "default recipe, which the options below override."
         ),
     ] = "reference",
@@ -41,14 +41,14 @@ def train_command(
             metavar="RUN_DIR", help="Run directory to write. (default: runs/<arch>-seed<seed>)"
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (recipe: 40).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of weights, shuffling and augmentation.")] = 0,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (recipe: 16).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (recipe: 0.005).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     val_fraction: Annotated[
         float | None,
         typer.Option(
-            help="Fraction of each class of train/ held out for validation (recipe: 0.2)."
+            help="Fraction of each class of train/ held out for validation."
         ),
     ] = None,
     early_stopping: Annotated[
