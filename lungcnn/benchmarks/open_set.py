@@ -32,7 +32,8 @@ from lungcnn.edge.trust import (
     file_colourfulness,
 )
 from lungcnn.trainer.architectures import ARCHITECTURES
-from lungcnn.trainer.dataset import Sample, decode_scans, list_split, split_train_val
+from lungcnn.trainer.dataset import Sample, decode_scans, list_split
+from lungcnn.trainer.split import split_train_val
 
 
 def open_set_proxy(

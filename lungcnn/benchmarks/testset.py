@@ -16,9 +16,9 @@ from lungcnn.trainer.dataset import (
     Sample,
     label_of,
     leak_free_test,
-    limit_per_class,
     list_split,
 )
+from lungcnn.trainer.split import limit_per_class
 
 
 class TestSetError(ValueError):

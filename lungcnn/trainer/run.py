@@ -23,13 +23,10 @@ from lungcnn.trainer.dataset import (
     Sample,
     UnreadableScans,
     decode_scans,
-    duplicate_groups,
     fingerprint_files,
     leaked_test_files,
-    limit_per_class,
     list_split,
     split_sha256,
-    split_train_val,
 )
 from lungcnn.trainer.datasets import (
     Dataset,
@@ -38,6 +35,7 @@ from lungcnn.trainer.datasets import (
     provenance,
     read_dataset,
 )
+from lungcnn.trainer.split import duplicate_groups, limit_per_class, split_train_val
 from lungcnn.trainer.metrics import evaluate, evaluate_by_source
 
 

@@ -13,13 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lungcnn.trainer.datacheck import data_app
-from lungcnn.trainer.dataset import (
-    DatasetError,
-    Fingerprint,
-    Sample,
-    duplicate_groups,
-    split_train_val,
-)
+from lungcnn.trainer.dataset import DatasetError, Fingerprint, Sample
+from lungcnn.trainer.split import duplicate_groups, split_train_val
 from lungcnn.trainer.datasets import combine, read_dataset
 
 MULTISOURCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "multisource"

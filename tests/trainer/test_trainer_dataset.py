@@ -18,12 +18,11 @@ from lungcnn.trainer.dataset import (
     label_of,
     leak_free_test,
     leaked_test_files,
-    limit_per_class,
     list_split,
     split_sha256,
-    split_train_val,
 )
 from lungcnn.trainer.run import prepare_data
+from lungcnn.trainer.split import limit_per_class, split_train_val
 
 
 def test_vendored_counts_and_labels_follow_folders(dataset_dir):
