@@ -25,7 +25,6 @@ from lungcnn.trainer.dataset import (
     decode_scans,
     fingerprint_files,
     leaked_test_files,
-    list_split,
     split_sha256,
 )
 from lungcnn.trainer.datasets import (
