@@ -27,6 +27,8 @@ SCAN is a file (PNG, JPEG, BMP, TIFF, WebP or DICOM, recognised by content), a f
 
 Exit codes: 0 every scan classified; 1 some scans failed (one line each on stderr); 2 usage or model error.
 
+`edge-classify serve --help`: the web page and HTTP API (a scan file named serve is passed as ./serve).
+
 {NOTICE}
 """
 
@@ -147,6 +149,11 @@ def _print_error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["serve"]:
+        from lungcnn.edge.serve.cli import main as serve_main
+
+        return serve_main(args[1:])
     try:
         app(args=argv, prog_name=PROG)
     except KeyboardInterrupt:
