@@ -18,3 +18,20 @@ def int8_model(tiny_tflite_models) -> Path:
 @pytest.fixture(scope="session")
 def scan_files() -> list[Path]:
     return sorted(p for p in SCANS_DIR.iterdir() if p.suffix in (".jpg", ".png"))
+
+
+@pytest.fixture(scope="session")
+def scans_dir() -> Path:
+    return SCANS_DIR
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """A real `edge-classify serve` (uvicorn) with the bundled model on 127.0.0.1; its URL.
+    It must stop cleanly (exit 0) on SIGINT."""
+    from lungcnn.benchmarks.serve_process import ServerProcess
+
+    server = ServerProcess()
+    with server:
+        yield server.url
+    assert server.returncode == 0, server.log()
