@@ -51,17 +51,26 @@ PI_CPU_COUNT = 4
 # ------------------------------------------------------------------------- constraints
 
 
+PINNED_EXTRAS = ("serve",)  # installed in the emulated root too (check.sh serves from it)
+
+
 def runtime_pins(distribution: str = "lungcnn") -> list[str]:
-    """name==version for each unconditional requirement of `distribution`, as installed."""
+    """name==version for each unconditional requirement of `distribution`, and those of
+    PINNED_EXTRAS, as installed."""
     from importlib import metadata
 
     pins = []
     for requirement in metadata.requires(distribution) or []:
         marker = requirement.partition(";")[2]
-        if "extra" in marker:
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if "extra" in marker and not (extra and extra.group(1) in PINNED_EXTRAS):
             continue
         name = re.match(r"^[A-Za-z0-9._-]+", requirement).group(0)
-        pins.append(f"{name}=={metadata.version(name)}")
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            if not extra:
+                raise  # an extra the host lacks is left unpinned
     return pins
 
 
