@@ -3,8 +3,10 @@
 # root with Python 3.11 (what 64-bit Raspberry Pi OS ships), run edge-classify there under
 # qemu-user as a Pi 4 (Cortex-A72) and a Pi 5 (Cortex-A76), and compare its JSON lines with
 # the same command on this x86_64 host: quantized outputs must be identical, float ones within
-# 1e-5. Emulation proves the aarch64 install and numerics; it is not a device and says
-# nothing reliable about speed.
+# 1e-5. Then it starts `edge-classify serve` (the `serve` extra, installed from aarch64 wheels
+# too) under emulation as a Pi 4 and uploads one scan: its record must match the host's CLI.
+# Emulation proves the aarch64 install and numerics; it is not a device and says nothing
+# reliable about speed.
 #
 # Usage: benchmarks/pi/check.sh [--timing] [MODEL.tflite ...]   (default: lungcnn/edge/models/*.tflite)
 # Needs an x86_64 Debian host with apt-get and dpkg, the package registries, and the repo's
@@ -38,6 +40,8 @@ TIMING_REPEATS=${LUNGCNN_PI_REPEATS:-7}
 say() { echo "pi-check [${SECONDS}s]: $*" >&2; }
 die() { echo "pi-check: FAIL: $*" >&2; exit 1; }
 trap 'die "step failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+trap 'stop_server' EXIT
+SERVER_PID=
 # Nothing may hang CI: every external step runs under a timeout.
 bounded() {
     local status=0
@@ -185,30 +189,35 @@ download_wheels() {
     rm -f "$CACHE"/wheels/lungcnn-*.whl
     bounded "$PYTHON" -m pip download -q -d "$CACHE/wheels" --only-binary=:all: "${platforms[@]}" \
         --python-version 3.11 --implementation cp --abi cp311 \
-        -c "$CACHE/constraints.txt" "$LUNGCNN_WHEEL" pip >&2 || die "pip download of aarch64 wheels failed"
+        -c "$CACHE/constraints.txt" "$LUNGCNN_WHEEL[serve]" pip >&2 || die "pip download of aarch64 wheels failed"
 }
 
-# Run a program with the arm64 root's Python under qemu as `core`, with a clean environment
-# (the host's pip config, user site and PYTHONPATH must not leak in).
+# EMULATED: the command that runs the arm64 root's Python under qemu as core $1, with a clean
+# environment (the host's pip config, user site and PYTHONPATH must not leak in).
+emulated_argv() {
+    host_py cpuinfo "$ROOT" "$1" >/dev/null
+    EMULATED=(env -i PATH=/usr/bin:/bin HOME="$CACHE/home" LC_ALL=C.UTF-8 PYTHONNOUSERSITE=1
+              PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$CACHE/site"
+              "$QEMU" -L "$ROOT" -cpu "$1" "$ROOT/usr/bin/python3.11")
+}
+
 emulated_python() {
     local core=$1
     shift
-    host_py cpuinfo "$ROOT" "$core" >/dev/null
-    bounded env -i PATH=/usr/bin:/bin HOME="$CACHE/home" LC_ALL=C.UTF-8 PYTHONNOUSERSITE=1 \
-        PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$CACHE/site" \
-        "$QEMU" -L "$ROOT" -cpu "$core" "$ROOT/usr/bin/python3.11" "$@"
+    emulated_argv "$core"
+    bounded "${EMULATED[@]}" "$@"
 }
 
 install_emulated() {
-    say "install: emulated pip install lungcnn (aarch64 Python 3.11, from wheels only)"
+    say "install: emulated pip install 'lungcnn[serve]' (aarch64 Python 3.11, from wheels only)"
     rm -rf "$CACHE/site"
     local pip_wheel
     pip_wheel=$(ls -v "$CACHE"/wheels/pip-*.whl | tail -1)
     emulated_python cortex-a72 "$pip_wheel/pip" install -q --isolated --no-index \
         --disable-pip-version-check --root-user-action=ignore --no-compile \
         --find-links "$CACHE/wheels" --constraint "$CACHE/constraints.txt" \
-        --target "$CACHE/site" lungcnn >&2 \
-        || die "emulated pip install of lungcnn from the aarch64 wheels failed"
+        --target "$CACHE/site" 'lungcnn[serve]' >&2 \
+        || die "emulated pip install of lungcnn[serve] from the aarch64 wheels failed"
     [[ -f "$CACHE/site/bin/edge-classify" ]] || die "emulated pip install did not produce edge-classify"
     precompile "$CACHE/site"
 }
@@ -262,6 +271,38 @@ compare_model() {
     done
 }
 
+# `edge-classify serve` under emulation as a Pi 4 on 127.0.0.1: one upload of the first scan
+# must give the record the host's CLI printed for it (same comparison as above).
+check_server() {
+    local model=$1 name out port status=0 summary
+    name=$(basename "$model" .tflite)
+    out="$CACHE/out/$name"
+    port=$(bounded "$PYTHON" "$HERE/pi_serve.py" freeport)
+    emulated_argv cortex-a72
+    timeout --kill-after=10 "$STEP_TIMEOUT" "${EMULATED[@]}" "$CACHE/site/bin/edge-classify" \
+        serve --host 127.0.0.1 --port "$port" --model "$(installed_copy "$model")" \
+        >"$out/serve.log" 2>&1 &
+    SERVER_PID=$!
+    bounded "$PYTHON" "$HERE/pi_serve.py" post "$port" "${SCANS[0]}" --wait "$STEP_TIMEOUT" \
+        --pid "$SERVER_PID" >"$out/served.jsonl" || status=$?
+    stop_server || die "$name: the emulated server did not stop cleanly (log: $out/serve.log)"
+    ((status == 0)) || die "$name: the emulated server did not classify an upload (log: $out/serve.log)"
+    head -n 1 "$out/host.jsonl" >"$out/host-first.jsonl"
+    summary=$(host_py compare "$model" "$out/host-first.jsonl" "$out/served.jsonl") || exit 1
+    say "$name served on cortex-a72 (edge-classify serve, POST /v1/classify): $summary"
+}
+
+# SIGTERM (background jobs ignore SIGINT): timeout passes it on, uvicorn shuts down
+# gracefully and then ends by that same signal (status 143), as a service should.
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    local pid=$SERVER_PID status=0
+    SERVER_PID=
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || status=$?
+    [[ $status -eq 0 || $status -eq 143 ]]
+}
+
 # Medians of single-threaded invokes of one scan, side by side in one run. Emulated figures
 # mean something only as ratios (qemu translates every instruction), never as device latency.
 report_timing() {
@@ -304,7 +345,8 @@ main() {
     host_py constraints > "$CACHE/constraints.txt"
     local key
     key=$(install_key)
-    if [[ -f "$CACHE/site/bin/edge-classify" && $(cat "$CACHE/site/.lungcnn-key" 2>/dev/null) == "$key" ]]; then
+    if [[ -f "$CACHE/site/bin/edge-classify" && -d "$CACHE/site/fastapi" \
+          && $(cat "$CACHE/site/.lungcnn-key" 2>/dev/null) == "$key" ]]; then
         say "install: cached in $CACHE/site (checkout, pins and root unchanged)"
     else
         download_wheels
@@ -314,8 +356,9 @@ main() {
     pick_scans
     say "classifying ${#SCANS[@]} files with ${#MODELS[@]} model(s) on the host and on ${CORES[*]}"
     for model in "${MODELS[@]}"; do compare_model "$model"; done
+    check_server "${MODELS[0]}"
     [[ $TIMING -eq 0 ]] || report_timing
-    say "OK: arm64 (Raspberry Pi 4 and 5 cores, emulated) matches the x86_64 host in $((SECONDS - started)) s"
+    say "OK: arm64 (Raspberry Pi 4 and 5 cores, emulated) matches the x86_64 host, served too, in $((SECONDS - started)) s"
 }
 
 main "$@"

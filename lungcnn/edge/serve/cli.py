@@ -19,7 +19,7 @@ HELP = f"""Serve a web page (/) and a JSON API (/v1/classify, /v1/heatmap/ID, /v
 
 Binds 127.0.0.1 unless --host says otherwise. With --token-file every request needs `Authorization: Bearer TOKEN` (a browser asks for it: any user name, the token as password). Uploads stay in memory; when all workers and queue slots are taken, requests get 503.
 
-Exit codes: 0 stopped cleanly; 1 the server could not start (say the port is taken); 2 usage or model error.
+Exit codes: 0 stopped with Ctrl-C (SIGINT; on SIGTERM it shuts down just as cleanly, then ends by that signal); 1 the server could not start (say the port is taken); 2 usage or model error.
 
 {NOTICE}
 """
