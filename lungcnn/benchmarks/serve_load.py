@@ -1,6 +1,6 @@
 """Bounded load benchmark of `edge-classify serve`, against 127.0.0.1 only.
 
-    python -m lungcnn.benchmarks.serve_load --clients 1,2,4,5,8,16 --requests 60 \
+    python -m lungcnn.benchmarks.serve_load --clients 1,2,4,5,8,16 --requests 100 \
         --out benchmarks/results/serve_load
 
 Starts the server in a subprocess (workers and queue limit as given), then for each client
@@ -61,9 +61,11 @@ def multipart_body(path: Path) -> bytes:
 class _Client(threading.Thread):
     """One client: one keep-alive connection, one request in flight at a time."""
 
-    def __init__(self, port: int, path: str, bodies: list[bytes], level: "_Level"):
+    def __init__(self, port: int, path: str, bodies: list[bytes], level: "_Level",
+                 backoff: float):
         super().__init__(daemon=True)
         self._port, self._path, self._bodies, self._level = port, path, bodies, level
+        self._backoff = backoff
 
     def run(self) -> None:
         connection = None
@@ -82,6 +84,8 @@ class _Client(threading.Thread):
                 connection = None
                 status, payload = None, f"{type(error).__name__}: {error}".encode()
             self._level.record(status, payload, time.perf_counter() - started)
+            if status == 503:
+                time.sleep(self._backoff)
         if connection is not None:
             connection.close()
 
@@ -118,9 +122,9 @@ class _Level:
 
 
 def run_level(server: ServerProcess, clients: int, requests: int, max_seconds: float,
-              path: str, bodies: list[bytes], capacity: int) -> LevelResult:
+              path: str, bodies: list[bytes], capacity: int, backoff: float) -> LevelResult:
     level = _Level(requests, time.monotonic() + max_seconds)
-    threads = [_Client(server.port, path, bodies, level) for _ in range(clients)]
+    threads = [_Client(server.port, path, bodies, level, backoff) for _ in range(clients)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -165,7 +169,7 @@ def markdown(command: str, setup: dict, levels: list[LevelResult]) -> str:
              "```bash", command, "```", "",
              f"{setup['started']} on {setup['machine']}; server: `{setup['server_args']}` "
              f"(capacity {setup['capacity']} = workers + queue limit); each request uploads "
-             f"one of {setup['scans']} committed test scans ({setup['heatmap']} heatmap); "
+             f"one of {setup['scans']} committed test scans (heatmap: {setup['heatmap']}); "
              f"127.0.0.1 only. Load average {setup['load_before']} before, "
              f"{setup['load_after']} after (shared machine: compare levels of this run).", "",
              f"> {NOTICE}", "",
@@ -179,8 +183,9 @@ def markdown(command: str, setup: dict, levels: list[LevelResult]) -> str:
             level.server_peak_rss_mib, "yes" if level.expectation_met else "NO")) + " |")
     lines += ["", "Expected: no failed request at or below the capacity, and above it only "
               "clean 503s (no connection errors, no 5xx other than 503). A client that gets "
-              "a 503 sends its next request at once, so 503s use up the level's request "
-              "budget; latency percentiles are over answered (200) requests. Peak RSS is the "
+              f"a 503 waits {setup['busy_backoff_ms']:g} ms, then sends its next request; "
+              "503s count in the level's request budget; latency percentiles are over "
+              "answered (200) requests. Peak RSS is the "
               "server's high-water mark so far (it only grows across levels)."]
     return "\n".join(lines) + "\n"
 
@@ -189,13 +194,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,2,4,5,8,16",
                         help="comma-separated client counts, one level each")
-    parser.add_argument("--requests", type=int, default=60, help="requests per level")
+    parser.add_argument("--requests", type=int, default=100, help="requests per level")
     parser.add_argument("--max-seconds", type=float, default=120.0,
                         help="time limit per level")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--queue-limit", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads")
     parser.add_argument("--heatmap", choices=("none", "id"), default="none")
+    parser.add_argument("--busy-backoff-ms", type=float, default=100.0,
+                        help="a client's pause after a 503 before its next request")
     parser.add_argument("--model", type=Path, help="default: the bundled model")
     parser.add_argument("--out", type=Path, help="write OUT.md and OUT.json")
     return parser.parse_args(argv)
@@ -218,13 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m lungcnn.benchmarks.serve_load " + shlex.join(argv or sys.argv[1:])
     setup = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "server_args": shlex.join(
         server_args), "capacity": capacity, "scans": len(scans), "heatmap": args.heatmap,
+        "busy_backoff_ms": args.busy_backoff_ms,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_before": round(os.getloadavg()[0], 2)}
     levels = []
     with ServerProcess(server_args) as server:
         for count in clients:
             level = run_level(server, count, args.requests, args.max_seconds, path, bodies,
-                              capacity)
+                              capacity, args.busy_backoff_ms / 1000)
             levels.append(level)
             print(f"serve_load: {count} clients: {level.ok} ok, {level.busy_503} x 503, "
                   f"{level.errors} errors, p50 {level.p50_ms} ms, p99 {level.p99_ms} ms, "
