@@ -35,3 +35,16 @@ def live_server():
     with server:
         yield server.url
     assert server.returncode == 0, server.log()
+
+
+@pytest.fixture(scope="session")
+def dicom_writer():
+    """tests/edge/conftest.py's `write_dicom` (conftest modules are not importable by name)."""
+    import importlib.util
+
+    pytest.importorskip("pydicom")
+    path = Path(__file__).resolve().parents[1] / "edge" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("edge_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_dicom

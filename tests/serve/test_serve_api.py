@@ -3,6 +3,7 @@ model: the same records as the CLI, the bounds, the token and clean error bodies
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -10,6 +11,7 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -23,6 +25,7 @@ from lungcnn.edge.heatmap import DISCLAIMER  # noqa: E402
 from lungcnn.edge.report import NOTICE  # noqa: E402
 from lungcnn.edge.serve.app import create_app  # noqa: E402
 from lungcnn.edge.serve.settings import ServeSettings  # noqa: E402
+from lungcnn.edge.serve.uploads import UploadError, UploadLimits, read_uploads  # noqa: E402
 
 TOKEN = "test-token-7f3a"
 
@@ -274,3 +277,26 @@ def test_unexpected_failure_is_a_generic_500(int8_model, scan_files):
         message = assert_clean_error(response, 500)
         assert "secret" not in response.text and "internal error" in message
         assert json.loads(response.text) == {"error": message}
+
+
+def test_dicom_upload_gives_the_classifiers_record(client, classifier, dicom_writer, scan_files,
+                                                   tmp_path):
+    with Image.open(scan_files[0]) as image:
+        pixels = np.asarray(image.convert("L"))
+    data = dicom_writer(tmp_path / "scan.dcm", pixels).read_bytes()
+    response = client.post("/v1/classify", files=upload(("scan.dcm", data)))
+    assert response.status_code == 200, response.text
+    assert response.json()["records"] == [classifier.classify(data, name="scan.dcm").to_dict()]
+
+
+async def _slow_body():
+    yield b"--b\r\n"
+    await asyncio.sleep(5)
+    yield b"never"
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408():
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    with pytest.raises(UploadError) as refused:
+        asyncio.run(read_uploads(headers, _slow_body(), UploadLimits(1000, 1, timeout=0.2)))
+    assert refused.value.status == 408 and refused.value.message == "upload not received within 0.2 s"

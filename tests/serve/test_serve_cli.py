@@ -68,3 +68,20 @@ def test_a_scan_named_serve_is_passed_as_dot_slash(int8_model, scan_files, tmp_p
     code, out, err = run_main(["--json", "--model", str(int8_model), "./serve"], capsys)
     assert code == 0, err
     assert json.loads(out)["status"] == "ok"
+
+
+def test_missing_serve_extra_is_a_one_line_usage_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `lungcnn[serve]` were not installed
+    code, _, err = run_main(["serve"], capsys)
+    assert code == EXIT_USAGE
+    assert err.strip() == ("edge-classify serve: error: the server needs the serve extra: "
+                           "pip install 'lungcnn[serve]' (uvicorn is missing)")
+
+
+def test_the_server_needs_no_tensorflow():
+    code = ("import sys, lungcnn.edge.serve.app, lungcnn.edge.serve.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
