@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lungcnn.benchmarks.serve_process import ServerProcess
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.report import NOTICE
 
@@ -49,10 +50,10 @@ def browser_context(tmp_path):
     """A fresh Chromium profile; yields (playwright, persistent context factory)."""
     sync_playwright = _sync_playwright()
     with sync_playwright() as playwright:
-        def launch(viewport: dict):
+        def launch(viewport: dict, **options):
             return playwright.chromium.launch_persistent_context(
                 str(tmp_path / f"profile-{viewport['width']}"), executable_path=str(CHROMIUM),
-                headless=True, args=CHROMIUM_ARGS, viewport=viewport)
+                headless=True, args=CHROMIUM_ARGS, viewport=viewport, **options)
         yield launch
 
 
@@ -123,3 +124,18 @@ def test_page_fits_a_phone_screen(live_server, browser_context, scans_dir, tmp_p
     assert page.locator("#notice").is_visible()
     page.screenshot(path=str(tmp_path / "serve-phone.png"), full_page=True)
     context.close()
+
+
+def test_page_works_behind_the_token(browser_context, scans_dir, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("browser-token-51c2\n")
+    token_file.chmod(0o600)
+    with ServerProcess(["--token-file", str(token_file)]) as server:
+        context = browser_context(DESKTOP, http_credentials={
+            "username": "clinician", "password": "browser-token-51c2"})
+        page = context.new_page()
+        _upload_and_wait(page, server.url, [scans_dir / SCANS[0]])
+        assert page.locator(".result .label").inner_text() == "Covid"
+        assert "Model lungcnn_int8.tflite" in page.locator("#model").inner_text()
+        context.close()
+    assert server.returncode == 0, server.log()

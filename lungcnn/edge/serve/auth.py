@@ -15,7 +15,8 @@ import hmac
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-CHALLENGE = 'Bearer realm="lungcnn", Basic realm="lungcnn", charset="UTF-8"'
+# One header per scheme: browsers do not reliably split several challenges in one header.
+CHALLENGES = ('Bearer realm="lungcnn"', 'Basic realm="lungcnn", charset="UTF-8"')
 
 
 class TokenGate:
@@ -30,8 +31,9 @@ class TokenGate:
             await self._app(scope, receive, send)
             return
         response = JSONResponse({"error": "missing or wrong token: send Authorization: "
-                                          "Bearer TOKEN"},
-                                status_code=401, headers={"WWW-Authenticate": CHALLENGE})
+                                          "Bearer TOKEN"}, status_code=401)
+        for challenge in CHALLENGES:
+            response.headers.append("WWW-Authenticate", challenge)
         await response(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
