@@ -66,23 +66,24 @@ def create_app(settings: ServeSettings,
 
 def _add_routes(app: FastAPI, settings: ServeSettings, pool: InferencePool,
                 store: HeatmapStore) -> None:
+    """Only /v1/classify runs in the inference pool; the other routes never block."""
     info = model_info(pool.first)
     page = render_page(settings)
     limits = UploadLimits(settings.max_upload_bytes, settings.max_files,
                           settings.upload_timeout)
 
     @app.get("/", include_in_schema=False)
-    def index() -> HTMLResponse:
+    async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={**NO_STORE, "Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/healthz", summary="Liveness and load")
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"status": "ok", "model_file": info["model_file"], "in_flight": pool.in_flight,
                 "capacity": pool.capacity}
 
     @app.get("/v1/model", summary="The loaded model: labels, input, quantization, training "
                                   "data and manifest hash")
-    def model() -> dict:
+    async def model() -> dict:
         return info
 
     @app.post("/v1/classify", summary="Classify uploaded scans", openapi_extra=CLASSIFY_BODY,
@@ -110,7 +111,7 @@ def _add_routes(app: FastAPI, settings: ServeSettings, pool: InferencePool,
     @app.get("/v1/heatmap/{heatmap_id}", summary="A heatmap PNG made by /v1/classify",
              response_class=Response,
              responses={200: {"content": {"image/png": {}}}, 404: ERROR_SCHEMA})
-    def get_heatmap(heatmap_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
+    async def get_heatmap(heatmap_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
         png = store.get(heatmap_id)
         if png is None:
             raise HTTPException(404, "no such heatmap (expired from the cache or never made)")
