@@ -3,8 +3,8 @@ the age group of a scan. A model that looks at the lungs should not make that ea
 
 For each model: logistic regression on the features its classifier layer reads (the
 `features_output` of the int8 file), scored by balanced accuracy in stratified 5-fold
-cross-validation (chance is 1 / number of groups). Probes: the source of every scan; the age
-group of the Normal scans (adult vs pediatric: the shortcut that calls adult normals Covid);
+cross-validation (chance is 1 / number of groups). Probes: the source and the age group of
+every scan; the age group of the Normal scans (adult vs pediatric: the shortcut that calls adult normals Covid);
 the source of the Covid scans. A probe on 16x16 thumbnails of the raw pixels shows how much
 of each cue the images carry before any model.
 """
@@ -31,6 +31,7 @@ FOLDS = 5
 THUMBNAIL = 16
 PROBES: dict[str, tuple[Callable[[Sample], bool], Callable[[Sample], str]]] = {
     "source (all scans)": (lambda s: True, lambda s: s.source),
+    "age group (all scans)": (lambda s: True, lambda s: s.age_group),
     "age group (Normal scans)": (lambda s: CLASS_NAMES[s.label] == "Normal",
                                  lambda s: s.age_group),
     "source (Covid scans)": (lambda s: CLASS_NAMES[s.label] == "Covid", lambda s: s.source),
