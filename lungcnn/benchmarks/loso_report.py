@@ -4,7 +4,9 @@ answers, and trust thresholds chosen on the held-out sources.
 Thresholds are chosen as a rule relative to each fold's own calibration, so that the rule
 carries over to a model trained on every source: a scan is flagged when the X-ray gate
 fails, when its feature distance exceeds `distance_factor` times the fitted threshold, or
-when its stable confidence is below `min_confidence`. The rule maximises the share of wrong
+when its stable confidence is below `min_confidence`. A rule only tightens what calibration
+fitted on validation (factor at most 1, confidence at least the fitted one), so no check is
+ever switched off. The rule maximises the share of wrong
 answers flagged with at most `MAX_RIGHT_FLAGGED` of right answers flagged. Its held-out
 figures are nested: each fold is scored with the rule chosen on the other folds only.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_RIGHT_FLAGGED = 0.25
-DISTANCE_FACTORS = tuple(np.round(np.arange(0.5, 4.01, 0.05), 2))
+DISTANCE_FACTORS = tuple(np.round(np.arange(0.5, 1.001, 0.025), 3))
 MIN_CONFIDENCES = tuple(np.round(np.arange(0.0, 0.96, 0.01), 2))
 # The X-ray gate's reason; the feature distance's reason starts the same way, then differs.
 _GATE_REASON = "unlike the training X-rays: "
@@ -52,10 +54,11 @@ def flags_under(rule: Rule, fold: dict) -> tuple[np.ndarray, np.ndarray]:
     """(right, flagged) of a fold's ok records under `rule`."""
     records = [r for r in fold["records"] if r["status"] == "ok"]
     limit = (fold["thresholds"]["feature_distance"] or np.inf) * rule.distance_factor
+    confidence = max(rule.min_confidence, fold["thresholds"]["min_confidence"] or 0.0)
     right = np.array([r["predicted"] == r["label"] for r in records], dtype=bool)
     flagged = np.array([
         _gate_failed(r) or (r["feature_distance"] is not None and r["feature_distance"] > limit)
-        or r["stable_confidence"] < rule.min_confidence
+        or r["stable_confidence"] < confidence
         for r in records
     ], dtype=bool)
     return right, flagged

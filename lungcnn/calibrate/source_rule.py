@@ -3,8 +3,8 @@
 `lungcnn calibrate` fits its thresholds on validation scans, which come from the training
 sources; scans from a new source need stricter ones. `lungcnn loso` chooses a rule on
 held-out sources (`lungcnn.benchmarks.loso_report`): the feature-distance threshold times a
-factor, and a minimum stable confidence. This applies that rule to a calibrated model's
-manifest and records where it came from.
+factor of at most 1, and a minimum stable confidence that never goes below the fitted one.
+This applies that rule to a calibrated model's manifest and records where it came from.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def read_rule(loso_results: Path) -> dict:
         factor, confidence = float(rule["distance_factor"]), float(rule["min_confidence"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ManifestError(f"{loso_results}: not a lungcnn loso results file ({error})") from None
-    if not (math.isfinite(factor) and factor > 0 and 0 <= confidence <= 1):
+    if not (math.isfinite(factor) and 0 < factor <= 1 and 0 <= confidence <= 1):
         raise ManifestError(f"{loso_results}: rule out of range: {rule}")
     return {"distance_factor": factor, "min_confidence": confidence,
             "evidence": {"file": str(loso_results), "command": result.get("command"),
@@ -46,8 +46,9 @@ def apply_rule(model_path: Path, rule: dict) -> dict:
         distance["validation_threshold"] = validation
         distance["threshold"] = round(validation * rule["distance_factor"], 4)
         trust["feature_distance"] = distance
-    trust.setdefault("validation_min_confidence", trust["min_confidence"])
-    trust["min_confidence"] = rule["min_confidence"]
+    validation_confidence = float(trust.setdefault("validation_min_confidence",
+                                                   trust["min_confidence"]))
+    trust["min_confidence"] = max(validation_confidence, rule["min_confidence"])
     trust["source_rule"] = rule
     trust.pop("val_flags", None)  # measured with the validation thresholds: no longer true
     manifest["trust"] = trust

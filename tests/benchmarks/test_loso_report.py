@@ -48,13 +48,14 @@ def test_rule_recomputes_flags_relative_to_the_fold_threshold():
                record("Covid", "Normal", flag="out_of_distribution", reason=GATE),
                record("Covid", "Covid", flag="out_of_distribution", reason=DISTANCE,
                       distance=15.0)]
-    right, flagged = flags_under(Rule(2.0, 0.5), fold(records))
+    right, flagged = flags_under(Rule(0.9, 0.2), fold(records, threshold=20.0))
     assert right.tolist() == [True, False, False, False, True]
-    assert flagged.tolist() == [False, True, True, True, False]  # 15 < 2 x 10: not flagged
+    # 15 < 0.9 x 20: not flagged; stable 0.3 < the fold's fitted 0.5, which a rule keeps.
+    assert flagged.tolist() == [False, True, True, True, False]
 
 
 def test_chosen_rule_respects_the_right_flag_budget_and_nesting():
-    right = [record("Covid", "Covid", stable=0.6 + 0.01 * i, distance=float(i))
+    right = [record("Covid", "Covid", stable=0.6 + 0.01 * i, distance=0.4 * i)
              for i in range(20)]
     wrong = [record("Covid", "Normal", stable=0.55, distance=30.0) for _ in range(5)]
     folds = {"a": fold(right + wrong), "b": fold(right[::2] + wrong, threshold=12.0)}

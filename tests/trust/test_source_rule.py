@@ -12,7 +12,7 @@ from lungcnn.edge.api import Classifier
 from lungcnn.edge.manifest import ManifestError, read_manifest
 
 
-def loso_results(tmp_path, factor=2.0, confidence=0.7):
+def loso_results(tmp_path, factor=0.5, confidence=0.99):
     path = tmp_path / "loso.json"
     path.write_text(json.dumps({"command": "lungcnn loso ...", "report": {
         "folds": {"a": {}, "b": {}},
@@ -28,22 +28,25 @@ def test_rule_scales_the_fitted_thresholds(calibrated_int8, tmp_path):
     shutil.copy2(calibrated_int8.with_suffix(".json"), model.with_suffix(".json"))
     fitted = read_manifest(model)["trust"]
     trust = apply_rule(model, read_rule(loso_results(tmp_path)))
-    assert trust["min_confidence"] == 0.7
+    assert trust["min_confidence"] == 0.99
     assert trust["validation_min_confidence"] == fitted["min_confidence"]
     distance = trust["feature_distance"]
-    assert distance["threshold"] == pytest.approx(2 * fitted["feature_distance"]["threshold"],
+    assert distance["threshold"] == pytest.approx(0.5 * fitted["feature_distance"]["threshold"],
                                                   abs=1e-3)
     assert trust["source_rule"]["evidence"]["held_out_sources"] == ["a", "b"]
-    again = apply_rule(model, read_rule(loso_results(tmp_path, factor=3.0)))
-    # Applied to the validation threshold, not compounded.
+    again = apply_rule(model, read_rule(loso_results(tmp_path, factor=0.8, confidence=0.0)))
+    # Applied to the validation thresholds, not compounded; never looser than them.
     assert again["feature_distance"]["threshold"] == pytest.approx(
-        3 * fitted["feature_distance"]["threshold"], abs=1e-3)
-    assert Classifier(model).runtime.trust_settings.min_confidence == 0.7
+        0.8 * fitted["feature_distance"]["threshold"], abs=1e-3)
+    assert again["min_confidence"] == fitted["min_confidence"]
+    assert Classifier(model).runtime.trust_settings.min_confidence == fitted["min_confidence"]
 
 
 def test_bad_rules_and_uncalibrated_models_are_refused(tmp_path, calibrated_int8):
     with pytest.raises(ManifestError, match="out of range"):
         read_rule(loso_results(tmp_path, confidence=1.5))
+    with pytest.raises(ManifestError, match="out of range"):
+        read_rule(loso_results(tmp_path, factor=2.0))
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ManifestError, match="not a lungcnn loso results file"):
         read_rule(tmp_path / "other.json")
