@@ -69,7 +69,7 @@ class Revision:
 
 
 def edge_module(root: Path) -> str:
-    return "lungcnn.edge" if (root / "lungcnn" / "edge").is_dir() else "edge"
+    return "lungcnn.edge" if (root / "lungcnn" / "edge").is_dir() else "edge"  # old layout
 
 
 @contextmanager
@@ -99,12 +99,8 @@ def write_large_scans(folder: Path, count: int, seed: int = 0) -> list[Path]:
             width = rng.randint(*LARGE_SIDES)
             size = (width, max(1, round(width * image.height / image.width)))
             big = image.resize(size, Image.Resampling.BICUBIC)
-        if source.suffix.lower() == ".png":
-            path = folder / f"{index:04d}.png"
-            big.save(path)
-        else:
-            path = folder / f"{index:04d}.jpeg"
-            big.save(path, quality=LARGE_JPEG_QUALITY)
+        path = folder / f"{index:04d}{'.png' if source.suffix.lower() == '.png' else '.jpeg'}"
+        big.save(path, **({} if path.suffix == ".png" else {"quality": LARGE_JPEG_QUALITY}))
         written.append(path)
     return written
 
@@ -176,9 +172,8 @@ def _exit_code(main, argv: list[str]) -> int:
 
 def _function_name(key: tuple) -> str:
     filename, line, name = key
-    if filename == "~":
-        return name
-    return f"{Path(filename).parent.name}/{Path(filename).name}:{line}({name})"
+    where = Path(filename)
+    return name if filename == "~" else f"{where.parent.name}/{where.name}:{line}({name})"
 
 
 def summary(result: dict, names: list[str], counts: dict[str, int]) -> dict:

@@ -50,7 +50,8 @@ def load_keras(model_path: str | Path):
     try:
         return keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
-        raise ModelError(f"{model_path}: not a loadable Keras model ({first_line(error)})") from None
+        raise ModelError(
+            f"{model_path}: not a loadable Keras model ({first_line(error)})") from None
 
 
 def open_keras_model(model_path: str | Path) -> KerasModel:

@@ -69,7 +69,8 @@ def gate_settings(calibration: dict, trust: dict, classes: int) -> GateSettings 
             raise ManifestError(f"trust gate_bounds {name}: low {low:g} > high {high:g}")
         parsed[name] = (low, high)
     template = array(trust.get("chest_template"), "trust chest_template", 1)
-    if template.size != TEMPLATE_SIDE * TEMPLATE_SIDE or not ((0 <= template) & (template <= 255)).all():
+    in_range = ((0 <= template) & (template <= 255)).all()
+    if template.size != TEMPLATE_SIDE * TEMPLATE_SIDE or not in_range:
         raise ManifestError(f"trust chest_template must hold {TEMPLATE_SIDE}x{TEMPLATE_SIDE} "
                             "values in 0..255")
     return GateSettings(parsed, template.reshape(TEMPLATE_SIDE, TEMPLATE_SIDE))

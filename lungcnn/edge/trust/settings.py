@@ -23,7 +23,8 @@ class TrustSettings:
     manifest has no trust section (then only stability is checked, with no threshold)."""
 
     temperature: float = 1.0
-    signals: Mapping[str, object] = field(default_factory=lambda: {"stability": StabilitySettings()})
+    signals: Mapping[str, object] = field(
+        default_factory=lambda: {"stability": StabilitySettings()})
     fitted: bool = False
 
     @classmethod
