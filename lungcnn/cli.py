@@ -4,7 +4,7 @@
     lungcnn data    -> trainer.datacheck
     lungcnn convert -> convert.cli      (python -m lungcnn.convert)
     lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
-    lungcnn calibrate -> calibrate.calibration (confidence calibration, abstention thresholds)
+    lungcnn calibrate -> calibrate.cli (confidence calibration, abstention thresholds)
     lungcnn bundle  -> bundle           (a calibrated int8 model becomes the bundled model)
 
 Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
@@ -19,7 +19,7 @@ from lungcnn.benchmarks.loso_cli import loso_command
 from lungcnn.benchmarks.probe import probe_command
 from lungcnn.bundle import bundle_command
 from lungcnn.convert.cli import convert_command
-from lungcnn.calibrate.calibration import calibrate_command
+from lungcnn.calibrate.cli import calibrate_command
 from lungcnn.trainer.cli import train_command
 from lungcnn.trainer.datacheck import data_app
 

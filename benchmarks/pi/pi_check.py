@@ -101,12 +101,13 @@ def invoke_times_ms(model_path: Path, scan_path: Path, repeats: int, warmup: int
 
     classifier = TFLiteClassifier(model_path, threads=1)
     scan = load_scan(scan_path, classifier.input_size)
+    batch = scan[None]
     for _ in range(warmup):
-        classifier.probabilities(scan)
+        classifier.run(batch)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        classifier.probabilities(scan)
+        classifier.run(batch)
         times.append((time.perf_counter() - start) * 1000.0)
     return times
 

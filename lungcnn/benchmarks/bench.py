@@ -110,7 +110,7 @@ NOTES = {
     "vs_reference_float32": "p50 latency divided by the reference run's float32 TFLite p50 "
     "at the same thread count, measured in this same benchmark",
     "trust": "TFLite variants only (Keras: null; the device runs the .tflite model): the flags "
-    "edge-classify gives (edge.trust.assess_with_classifier) with the thresholds in the "
+    "edge-classify gives (edge.trust.assess) with the thresholds in the "
     "model's manifest, fitted on the run's "
     "train/validation files only by `lungcnn calibrate` (run first when a variant has none); "
     "the test scans are only read (benchmarks.trust). test / test_dedup / shift_proxies: "

@@ -69,7 +69,8 @@ def open_set_proxy(
 def held_out_class(spec, config, data_dir: Path, scans: list[Sample], label: int) -> dict:
     """Train without class `label`, calibrate, and assess its scans and the validation scans."""
     from lungcnn.trainer import training
-    from lungcnn.calibrate.calibration import calibrate_model, keras_fns
+    from lungcnn.calibrate.calibration import calibrate_model
+    from lungcnn.trainer.keras_model import KerasModel
 
     seen = [s for s in scans if s.label != label]
     unseen = [s for s in scans if s.label == label]
@@ -77,14 +78,15 @@ def held_out_class(spec, config, data_dir: Path, scans: list[Sample], label: int
     size = config.input_size
     fitted = training.fit(spec.build, config, decode_scans(data_dir, train, size),
                           decode_scans(data_dir, val, size), verbose=0)
-    run_fn, features_fn = keras_fns(fitted.model)
+    model = KerasModel(fitted.model, CLASS_NAMES, size)
     split = {"train": [s.rel_path for s in train], "val": [s.rel_path for s in val]}
-    calibration, trust = calibrate_model(run_fn, size, data_dir, split, CLASS_NAMES, features_fn)
-    settings = TrustSettings.from_manifest({"calibration": calibration, "trust": trust})
+    calibration, trust = calibrate_model(model, data_dir, split)
+    settings = TrustSettings.from_manifest({"calibration": calibration, "trust": trust},
+                                           len(CLASS_NAMES))
 
     def assessed(samples: list[Sample]) -> dict:
-        results = [assess(run_fn, read_grayscale(data_dir / s.rel_path), size, settings,
-                          file_colourfulness(data_dir / s.rel_path), features_fn)
+        results = [assess(model, read_grayscale(data_dir / s.rel_path), settings,
+                          file_colourfulness(data_dir / s.rel_path))
                    for s in samples]
         return flag_summary(results, np.array([s.label for s in samples]))
 

@@ -24,6 +24,7 @@ import typer
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.contract import CLASS_NAMES, ScanError, load_scan
 from lungcnn.edge.manifest import write_json_atomic
+from lungcnn.edge.model import run_all
 from lungcnn.edge.runtime import ModelError
 from lungcnn.trainer.dataset import DatasetError, Sample
 
@@ -41,10 +42,10 @@ PROBES: dict[str, tuple[Callable[[Sample], bool], Callable[[Sample], str]]] = {
 def model_features(model: Path, root: Path, samples: Sequence[Sample]) -> np.ndarray:
     """The features output of a .tflite model for each scan (ModelError without one)."""
     runtime = Classifier(model).runtime
-    if not runtime.has_features:
+    if runtime.features_dim is None:
         raise ValueError(f"{model}: no features output to probe")
-    return np.stack([runtime.features(load_scan(root / s.rel_path, runtime.input_size))
-                     for s in samples]).astype(np.float64)
+    return run_all(runtime, (load_scan(root / s.rel_path, runtime.input_size)
+                             for s in samples))[1]
 
 
 def pixel_features(root: Path, samples: Sequence[Sample]) -> np.ndarray:

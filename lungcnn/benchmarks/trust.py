@@ -6,7 +6,7 @@ which the benchmark runs first when they are missing), on the benchmark's own te
     flagged, risk-coverage (accuracy of the most stable scans vs share accepted), on the
     test scans and on their leak-free subset;
   - acquisition-shift proxies: the test scans downscaled to 128 px and re-encoded as JPEG
-    quality 30, and each change of `benchmarks.robustness`: same numbers;
+    quality 30, and each change of `edge.acquisition.ACQUISITION_CHANGES`: same numbers;
   - non-X-ray images (`benchmarks.ood_images`): share refused as out_of_distribution;
   - ECE before/after temperature scaling on test; occlusion heatmap time on one thread.
 Thresholds are never fitted here: the test scans are only read.
@@ -21,9 +21,15 @@ import numpy as np
 from PIL import Image
 
 from lungcnn.benchmarks.config import HEATMAP_CALLS
-from lungcnn.benchmarks.robustness import ACQUISITION_CHANGES, Change, jpeg_roundtrip, shrink_longest_side
 from lungcnn.benchmarks.testset import TestSet
 from lungcnn.benchmarks.timing import distribution_ms, time_calls
+from lungcnn.calibrate.temperature import expected_calibration_error
+from lungcnn.edge.acquisition import (
+    ACQUISITION_CHANGES,
+    Change,
+    jpeg_roundtrip,
+    shrink_longest_side,
+)
 from lungcnn.edge.contract import read_grayscale, resize_gray
 from lungcnn.edge.heatmap import occlusion_heatmap
 from lungcnn.edge.runtime import TFLiteClassifier
@@ -31,10 +37,9 @@ from lungcnn.edge.trust import (
     FLAG_OK,
     FLAG_OUT_OF_DISTRIBUTION,
     apply_temperature,
-    assess_with_classifier,
-    classifier_run_fn,
+    assess,
+    file_colourfulness,
 )
-from lungcnn.calibrate.calibration import expected_calibration_error
 
 COVERAGES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 LOW_RESOLUTION_SIDE = 128
@@ -106,22 +111,21 @@ def evaluate_trust(
     image files (`benchmarks.ood_images.write_non_xray_images`); `proxies` as from
     `shift_proxies` (default: all of them), `threads` for the model (the heatmap: one).
 
-    Every scan is assessed as `edge-classify` assesses it (`assess_with_classifier`: the
-    thresholds of the model's manifest, the colour of the scan's file), so a check added
-    to `edge.trust` is measured here too."""
+    Every scan is assessed as `edge-classify` assesses it (`assess_file`: the thresholds
+    of the model's manifest, the colour of the scan's file), so a check added to
+    `edge.trust` is measured here too."""
     classifier = TFLiteClassifier(model_path, threads=threads)
     settings, size, labels = classifier.trust_settings, classifier.input_size, test_set.labels
 
     def assess_all(change: Change | None = None) -> list:
-        return [assess_with_classifier(classifier, path,
-                                       gray if change is None else change(gray, size))
+        return [assess_file(classifier, path, gray if change is None else change(gray, size))
                 for path, gray in zip(test_set.paths, test_set.grays)]
 
     clean = assess_all()
     raw = np.stack([a.raw_probabilities for a in clean])
     report = {
         "thresholds": {"temperature": settings.temperature,
-                       "min_confidence": settings.min_confidence},
+                       "min_confidence": settings.of("stability").min_confidence},
         "test": summarize(clean, labels),
         "ece_before": expected_calibration_error(raw, labels),
         "ece_after": expected_calibration_error(apply_temperature(raw, settings.temperature),
@@ -147,7 +151,7 @@ def evaluate_trust(
 
 def non_xray_refusal(classifier: TFLiteClassifier, paths: list[Path]) -> dict:
     """How many of the non-X-ray image files `paths` are refused or flagged."""
-    flags = {path.stem: assess_with_classifier(classifier, path, read_grayscale(path)).flag
+    flags = {path.stem: assess_file(classifier, path, read_grayscale(path)).flag
              for path in paths}
     return {
         "n": len(flags),
@@ -159,11 +163,16 @@ def non_xray_refusal(classifier: TFLiteClassifier, paths: list[Path]) -> dict:
 
 def heatmap_time(model_path: Path, grays: list[np.ndarray], size: int) -> dict:
     """Occlusion heatmap latency with a one-thread interpreter (percentiles in ms)."""
-    run_fn = classifier_run_fn(TFLiteClassifier(model_path, threads=1))
+    model = TFLiteClassifier(model_path, threads=1)
     inputs = [resize_gray(gray, size) for gray in grays]
-    samples = time_calls(lambda i: occlusion_heatmap(run_fn, inputs[i % len(inputs)]),
+    samples = time_calls(lambda i: occlusion_heatmap(model, inputs[i % len(inputs)]),
                          calls=len(inputs), warmup=1)
     return distribution_ms(samples)
+
+
+def assess_file(classifier: TFLiteClassifier, path: Path, gray: np.ndarray):
+    """`assess` of the decoded scan `gray` of the file `path` as `edge-classify` does it."""
+    return assess(classifier, gray, classifier.trust_settings, file_colourfulness(path))
 
 
 def _line(name: str, summary: dict) -> str:

@@ -37,12 +37,15 @@ def convert_command(
             "pixels). Float variants always take float32.",
         ),
     ] = None,
-    calibration: Annotated[
+    representative: Annotated[
         Path | None,
         typer.Option(
+            "--representative",
             "--calibration",
-            help="int8 calibration images instead of the run's training split: a folder of "
-            "class subfolders or a flat folder of images (no validation/test files).",
+            metavar="DIR",
+            help="int8 representative images (that set the quantization ranges) instead of "
+            "the run's training split: a folder of class subfolders or a flat folder of images "
+            "(no validation/test files). --calibration is its former name.",
         ),
     ] = None,
     data: Annotated[
@@ -81,13 +84,13 @@ def convert_command(
     0 converted;
     1 --strict and validation agreement below --min-agreement (nothing written);
     2 usage or input error: missing or non-Keras model, no run manifest, unknown quantization,
-    bad calibration folder, missing dataset, unwritable output, TensorFlow not installed.
+    bad representative folder, missing dataset, unwritable output, TensorFlow not installed.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     options = ConvertOptions(
         quantizations=QUANTIZATIONS if quantize.value == "all" else (quantize.value,),
         io=io.value if io else None,
-        calibration_dir=calibration,
+        representative_dir=representative,
         data_dir=data,
         out=out,
         strict=strict,
@@ -125,10 +128,11 @@ def _skipped_lines(conversions: list[Conversion]) -> list[str]:
         if isinstance(split, dict)
         for line in split.get("skipped", [])
     ]
-    calibration = next(
-        (c.manifest["calibration_set"] for c in conversions if c.manifest["calibration_set"]), None
+    representative = next(
+        (c.manifest["representative_set"] for c in conversions if c.manifest["representative_set"]),
+        None,
     )
-    return lines + (calibration["skipped"] if calibration else [])
+    return lines + (representative["skipped"] if representative else [])
 
 
 def summary_table(conversions: list[Conversion]) -> str:

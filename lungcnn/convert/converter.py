@@ -27,15 +27,16 @@ from lungcnn.convert.parity import (
 )
 from lungcnn.convert.quantize import ConverterSettings, build_tflite, settings_for
 from lungcnn.convert.representative import (
-    CalibrationSet,
-    calibration_from_folder,
-    calibration_from_run,
+    RepresentativeSet,
+    representative_from_folder,
+    representative_from_run,
 )
 from lungcnn.convert.source import KerasSource, load_source
 from lungcnn.convert.tflite_manifest import runtime_name, tflite_manifest
 from lungcnn.edge.contract import first_line
 from lungcnn.edge.manifest import write_bytes_atomic, write_json_atomic
 from lungcnn.edge.runtime import ModelError
+from lungcnn.trainer.keras_model import KerasModel
 
 __all__ = ["Conversion", "ConvertOptions", "convert_keras_run", "output_path"]
 
@@ -65,14 +66,16 @@ def convert_keras_run(
     for target in targets.values():
         check_writable(target)
     source = load_source(model_path, options.data_dir)
-    splits = load_eval_splits(source.run_manifest, source.data_dir, source.size, source.model)
-    calibration = _calibration(source, options) if "int8" in options.quantizations else None
+    splits = load_eval_splits(source.run_manifest, source.data_dir,
+                              KerasModel(source.model, source.run_manifest["class_names"],
+                                         source.size))
+    representative = _representative(source, options) if "int8" in options.quantizations else None
     conversions = [
         _convert(
             source,
             settings_for(q, io_for(q, options.io)),
             targets[q],
-            calibration,
+            representative,
             splits,
             options,
         )
@@ -85,16 +88,16 @@ def convert_keras_run(
     return conversions
 
 
-def _calibration(source: KerasSource, options: ConvertOptions) -> CalibrationSet:
-    if options.calibration_dir is None:
-        return calibration_from_run(source.run_manifest, source.data_dir, source.size)
+def _representative(source: KerasSource, options: ConvertOptions) -> RepresentativeSet:
+    if options.representative_dir is None:
+        return representative_from_run(source.run_manifest, source.data_dir, source.size)
     held_out = {
         (source.data_dir / rel).resolve()
         for name in PARITY_SPLITS
         for rel in source.run_manifest["split"].get(name) or []
     }
-    return calibration_from_folder(
-        Path(options.calibration_dir), source.size, source.run_manifest["class_names"], held_out
+    return representative_from_folder(
+        Path(options.representative_dir), source.size, source.run_manifest["class_names"], held_out
     )
 
 
@@ -102,18 +105,18 @@ def _convert(
     source: KerasSource,
     settings: ConverterSettings,
     target: Path,
-    calibration: CalibrationSet | None,
+    representative: RepresentativeSet | None,
     splits: dict[str, EvalSplit],
     options: ConvertOptions,
 ) -> Conversion:
-    images = calibration.images if settings.needs_calibration else None
+    images = representative.images if settings.needs_representative else None
     try:
         content = build_tflite(source.export_model, settings, images)
     except Exception as error:  # the converter's own errors are long MLIR dumps
         raise ConvertError(
             f"{source.path}: {settings.quantization} conversion failed ({first_line(error)})"
         ) from None
-    manifest = tflite_manifest(source, settings, target, content, calibration, options)
+    manifest = tflite_manifest(source, settings, target, content, representative, options)
     probabilities = _probabilities_on_device(target.name, content, manifest, splits)
     manifest["parity"] = {
         "runtime": runtime_name(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-EXIT_USAGE = 2  # bad arguments or inputs: model, calibration folder, data, output path
+EXIT_USAGE = 2  # bad arguments or inputs: model, representative folder, data, output path
 EXIT_PARITY = 1  # --strict: the TFLite model disagrees with Keras too often
 
 

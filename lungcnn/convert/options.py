@@ -17,7 +17,7 @@ class ConvertOptions:
 
     quantizations: tuple[str, ...] = QUANTIZATIONS
     io: str | None = None  # the int8 variant's input/output type; None -> uint8
-    calibration_dir: Path | None = None  # None -> the run's training split
+    representative_dir: Path | None = None  # None -> the run's training split
     data_dir: Path | None = None  # None -> the run manifest's data_dir
     out: Path | None = None  # only with a single quantization
     strict: bool = False

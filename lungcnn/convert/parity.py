@@ -13,6 +13,7 @@ import numpy as np
 
 from lungcnn.convert.errors import ConvertError
 from lungcnn.convert.scans import load_scans
+from lungcnn.edge.model import Model, run_all
 from lungcnn.edge.runtime import TFLiteClassifier, interpreter_class, split_outputs
 from lungcnn.trainer.dataset import DatasetError, label_of
 
@@ -33,7 +34,7 @@ class EvalSplit:
 
 
 def load_eval_splits(
-    run_manifest: dict, data_dir: Path, size: int, keras_model
+    run_manifest: dict, data_dir: Path, keras_model: Model
 ) -> dict[str, EvalSplit]:
     class_names = run_manifest["class_names"]
     splits = {}
@@ -41,14 +42,14 @@ def load_eval_splits(
         rels = run_manifest["split"].get(name) or []
         if not rels:
             continue
-        batch = load_scans([data_dir / rel for rel in rels], size)
+        batch = load_scans([data_dir / rel for rel in rels], keras_model.input_size)
         if not len(batch.images):
             raise ConvertError(
                 f"none of the {len(rels)} '{name}' files of the run is readable under "
                 f"{data_dir} (first: {batch.skipped[0]})"
             )
         files = tuple(path.relative_to(data_dir).as_posix() for path in batch.paths)
-        probs = keras_model.predict(batch.images.astype(np.float32), batch_size=8, verbose=0)
+        probs = run_all(keras_model, batch.images, chunk=8)[0]
         splits[name] = EvalSplit(
             name, files, _labels(files, class_names), batch.images, probs, batch.skipped
         )
@@ -64,9 +65,8 @@ def _labels(files: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
 
 def tflite_probabilities(tflite_path: Path, images: np.ndarray) -> np.ndarray:
     """Class probabilities for raw 0-255 scans through the device's own reader (which takes
-    the quantization from the interpreter's tensor details), one invoke per scan."""
-    classifier = TFLiteClassifier(tflite_path)
-    return np.array([classifier.probabilities(image) for image in images], dtype=np.float64)
+    the quantization from the interpreter's tensor details)."""
+    return run_all(TFLiteClassifier(tflite_path), images)[0]
 
 
 def tensor_details(

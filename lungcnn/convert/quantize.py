@@ -27,7 +27,7 @@ class ConverterSettings:
     supported_ops: tuple[str, ...] = ("TFLITE_BUILTINS",)
 
     @property
-    def needs_calibration(self) -> bool:
+    def needs_representative(self) -> bool:
         return self.quantization == "int8"
 
     def to_json(self) -> dict:
@@ -49,9 +49,9 @@ def settings_for(quantization: str, io_type: str) -> ConverterSettings:
 
 
 def build_tflite(
-    model, settings: ConverterSettings, calibration_images: np.ndarray | None = None
+    model, settings: ConverterSettings, representative_images: np.ndarray | None = None
 ) -> bytes:
-    """Convert an in-memory Keras model; int8 needs the calibration images (uint8, NHWC)."""
+    """Convert an in-memory Keras model; int8 needs the representative images (uint8, NHWC)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -60,10 +60,10 @@ def build_tflite(
     converter.target_spec.supported_ops = [
         getattr(tf.lite.OpsSet, name) for name in settings.supported_ops
     ]
-    if settings.needs_calibration:
-        if calibration_images is None or not len(calibration_images):
-            raise ValueError("int8 conversion needs calibration images")
-        converter.representative_dataset = lambda: _representative(calibration_images)
+    if settings.needs_representative:
+        if representative_images is None or not len(representative_images):
+            raise ValueError("int8 conversion needs representative images")
+        converter.representative_dataset = lambda: _representative(representative_images)
         converter.inference_input_type = getattr(tf, settings.io)
         converter.inference_output_type = getattr(tf, settings.io)
     # Keras 3's export prints the SavedModel signature to stdout; the converter warns about

@@ -1,6 +1,7 @@
-"""The representative images that calibrate int8 quantization: training images only.
+"""The representative images that set the ranges of int8 quantization: training images only.
+("Calibration" is the calibrate stage's: temperature and trust thresholds.)
 
-By default every file of the run's "train" split; `--calibration DIR` replaces them with a
+By default every file of the run's "train" split; `--representative DIR` replaces them with a
 folder of class subfolders (the dataset layout) or a flat folder of images. Validation and
 test images are refused, so nothing about them leaks into the quantized model.
 """
@@ -20,15 +21,15 @@ from lungcnn.trainer.dataset import DatasetError, list_split
 
 
 @dataclass(frozen=True)
-class CalibrationSet:
+class RepresentativeSet:
     images: np.ndarray  # (n, size, size, 1) uint8
-    description: dict  # saved in the int8 manifest as "calibration_set"
+    description: dict  # saved in the int8 manifest as "representative_set"
 
 
-def calibration_from_run(run_manifest: dict, data_dir: Path, size: int) -> CalibrationSet:
+def representative_from_run(run_manifest: dict, data_dir: Path, size: int) -> RepresentativeSet:
     split = run_manifest["split"]
     paths = [data_dir / rel for rel in split["train"]]
-    return _calibration_set(
+    return _representative_set(
         paths,
         data_dir,
         size,
@@ -37,29 +38,29 @@ def calibration_from_run(run_manifest: dict, data_dir: Path, size: int) -> Calib
     )
 
 
-def calibration_from_folder(
+def representative_from_folder(
     folder: Path, size: int, class_names: Sequence[str], forbidden: set[Path]
-) -> CalibrationSet:
+) -> RepresentativeSet:
     """`forbidden`: resolved paths of the run's validation and test files."""
     paths, layout = _folder_images(folder, class_names)
     leaked = [path for path in paths if path.resolve() in forbidden]
     if leaked:
         raise ConvertError(
-            f"calibration folder {folder} holds {len(leaked)} validation/test file(s) of the run "
-            f"(e.g. {leaked[0]}); calibrate on training images only"
+            f"representative folder {folder} holds {len(leaked)} validation/test file(s) of the run "
+            f"(e.g. {leaked[0]}); use training images only"
         )
-    return _calibration_set(
+    return _representative_set(
         paths, folder, size, source=f"folder {folder}", extra={"layout": layout}
     )
 
 
-def _calibration_set(
+def _representative_set(
     paths: list[Path], root: Path, size: int, *, source: str, extra: dict
-) -> CalibrationSet:
+) -> RepresentativeSet:
     batch = load_scans(paths, size)
     if not len(batch.images):
         raise ConvertError(
-            f"no readable calibration image in {source} ({len(paths)} file(s) tried)"
+            f"no readable representative image in {source} ({len(paths)} file(s) tried)"
         )
     description = {
         "source": source,
@@ -68,25 +69,25 @@ def _calibration_set(
         "files_sha256": files_digest(batch.paths, root),
         "skipped": list(batch.skipped),
     }
-    return CalibrationSet(batch.images, description)
+    return RepresentativeSet(batch.images, description)
 
 
 def _folder_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path], str]:
     if not folder.is_dir():
-        raise ConvertError(f"calibration folder {folder}: not found or not a directory")
+        raise ConvertError(f"representative folder {folder}: not found or not a directory")
     entries = [entry for entry in folder.iterdir() if not entry.name.startswith(".")]
     if not any(entry.is_dir() for entry in entries):
         images = sorted(entry for entry in entries if entry.is_file() and is_image_file(entry))
         if not images:
-            raise ConvertError(f"calibration folder {folder}: no image files")
+            raise ConvertError(f"representative folder {folder}: no image files")
         return images, "flat"
     if any(entry.is_file() and is_image_file(entry) for entry in entries):
         raise ConvertError(
-            f"calibration folder {folder}: mixes images and subfolders "
+            f"representative folder {folder}: mixes images and subfolders "
             f"(expected class folders {', '.join(class_names)}, or only images)"
         )
     try:
         samples = list_split(folder.parent, folder.name)
     except DatasetError as error:
-        raise ConvertError(f"calibration folder {error}") from None
+        raise ConvertError(f"representative folder {error}") from None
     return [folder.parent / sample.rel_path for sample in samples], "class folders"

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lungcnn.convert.errors import ConvertError
-from lungcnn.edge.contract import first_line
 from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, sha256_file
+from lungcnn.edge.runtime import ModelError
 from lungcnn.trainer.architectures import with_features_output
+from lungcnn.trainer.keras_model import load_keras
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,11 @@ def _check_run_manifest(model_path: Path, run_manifest: dict) -> None:
 
 
 def _load_keras(model_path: Path):
-    keras = _import_tensorflow().keras
+    _import_tensorflow()
     try:
-        return keras.models.load_model(model_path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad archive
-        raise ConvertError(
-            f"{model_path}: not a loadable Keras model ({first_line(error)})"
-        ) from None
+        return load_keras(model_path)
+    except ModelError as error:
+        raise ConvertError(str(error)) from None
 
 
 def _import_tensorflow():

@@ -1,5 +1,5 @@
 """The manifest of a converted .tflite variant: tensors, hashes, converter settings,
-calibration set and the run's training information (the parity report is added after)."""
+int8 representative set and the run's training information (the parity report is added after)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from lungcnn.convert.options import ConvertOptions
 from lungcnn.convert.parity import tensor_details, tensor_summary
 from lungcnn.convert.quantize import ConverterSettings
-from lungcnn.convert.representative import CalibrationSet
+from lungcnn.convert.representative import RepresentativeSet
 from lungcnn.convert.source import KerasSource
 from lungcnn.edge.manifest import base_manifest, library_versions, sha256_file
 from lungcnn.edge.runtime import interpreter_class
@@ -26,7 +26,7 @@ def tflite_manifest(
     settings: ConverterSettings,
     target: Path,
     content: bytes,
-    calibration: CalibrationSet | None,
+    representative: RepresentativeSet | None,
     options: ConvertOptions,
 ) -> dict:
     run = source.run_manifest
@@ -49,7 +49,8 @@ def tflite_manifest(
             },
             "converter": {**settings.to_json(), "options": asdict(options)},
             "versions": library_versions(),
-            "calibration_set": calibration.description if settings.needs_calibration else None,
+            "representative_set": (representative.description
+                                   if settings.needs_representative else None),
             "training": {key: run[key] for key in TRAINING_KEYS if key in run},
         }
     )

@@ -12,6 +12,7 @@ front end gives the same answer for the same scan. Not a medical device.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,7 @@ from lungcnn.edge.heatmap import (
 )
 from lungcnn.edge.report import ScanResult
 from lungcnn.edge.runtime import TFLiteClassifier
-from lungcnn.edge.trust import (
-    assess,
-    classifier_features_fn,
-    classifier_run_fn,
-    colourfulness,
-    file_colourfulness,
-)
+from lungcnn.edge.trust import Assessment, assess, colourfulness, file_colourfulness
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lungcnn_int8.tflite"
 
@@ -49,6 +44,9 @@ class Classifier:
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None):
         self.model_path = Path(model) if model is not None else BUNDLED_MODEL
         self._model = TFLiteClassifier(self.model_path, threads=threads)
+        # The scan last classified (a weak reference: a large scan is not kept alive) and its
+        # assessment, for its heatmap.
+        self._last: tuple[weakref.ref | None, Assessment | None] = (None, None)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -79,25 +77,37 @@ class Classifier:
 
     def classify_gray(self, gray: np.ndarray, path: Path, colour: float = 0.0) -> ScanResult:
         """Classify an already decoded 2-D uint8 scan (`edge.contract.read_grayscale`)."""
-        assessment = assess(classifier_run_fn(self._model), gray, self.input_size,
-                            self._model.trust_settings, colour=colour,
-                            features_fn=classifier_features_fn(self._model))
-        prediction = self._model.prediction(assessment.raw_probabilities)
+        assessment = assess(self._model, gray, self._model.trust_settings, colour=colour)
+        self._last = (weakref.ref(gray), assessment)
+        prediction = self._model.prediction(assessment.raw_probabilities, assessment.label)
         return ScanResult(path, prediction=prediction, trust=assessment.to_record())
 
     def heatmap(self, scan: Scan, out: str | Path | None = None, *,
-                grid: int = DEFAULT_GRID) -> Image.Image:
+                grid: int = DEFAULT_GRID, name: str | Path | None = None) -> Image.Image:
         """The occlusion heatmap of `scan` for its predicted class, drawn over the scan; also
-        written as a PNG (with the notice in its text chunks) when `out` is given. Raises
-        `edge.contract.ScanError` for a scan that cannot be decoded, OSError for `out`."""
-        gray, _ = self._decode(scan)
-        drops, target, base = occlusion_heatmap(classifier_run_fn(self._model),
-                                                resize_gray(gray, self.input_size), grid)
+        written as a PNG (with the notice in its text chunks, captioned with `name` or the
+        scan's path) when `out` is given. The array just classified (`classify_gray`) is not
+        resized or run again. Raises `edge.contract.ScanError` for a scan that cannot be
+        decoded, OSError for `out`."""
+        gray, assessment = self._classified(scan)
+        if assessment is None:
+            model_input, base = resize_gray(gray, self.input_size), None
+        else:
+            model_input, base = assessment.model_input, assessment.raw_probabilities
+        drops, target, base = occlusion_heatmap(self._model, model_input, grid, base=base)
         if out is not None:
-            caption = heatmap_caption(_name_of(scan), self.class_names[target], base[target],
-                                      grid)
+            caption = heatmap_caption(Path(name) if name is not None else _name_of(scan),
+                                      self.class_names[target], base[target], grid)
             save_overlay(out, gray, drops, caption)
         return overlay(gray, drops)
+
+    def _classified(self, scan: Scan) -> tuple[np.ndarray, Assessment | None]:
+        reference, assessment = self._last
+        if reference is not None and scan is reference():  # the same array, as the CLI passes it
+            return scan, assessment
+        if isinstance(scan, np.ndarray):
+            return _array_to_gray(scan)[0], None
+        return read_grayscale(scan), None
 
     def _decode(self, scan: Scan) -> tuple[np.ndarray, float]:
         if isinstance(scan, np.ndarray):

@@ -12,11 +12,11 @@ import typer
 
 from lungcnn.edge.api import BUNDLED_MODEL, Classifier
 from lungcnn.edge.contract import ScanError, first_line, read_grayscale
-from lungcnn.edge.heatmap import DEFAULT_GRID, heatmap_path, write_heatmap
+from lungcnn.edge.heatmap import DEFAULT_GRID, heatmap_path
 from lungcnn.edge.inputs import InputItem, expand_inputs
 from lungcnn.edge.report import NOTICE, WRITERS, Progress, ScanResult, display_name
 from lungcnn.edge.runtime import ModelError
-from lungcnn.edge.trust import classifier_run_fn, file_colourfulness
+from lungcnn.edge.trust import file_colourfulness
 
 PROG = "edge-classify"
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -123,8 +123,7 @@ def _write_heatmap(
 ) -> str | None:
     """Write the scan's heatmap PNG; the reason it could not be written, else None."""
     try:
-        write_heatmap(classifier_run_fn(classifier.runtime), path, classifier.input_size,
-                      heatmap_path(path, out_dir, taken), classifier.class_names, gray=gray)
+        classifier.heatmap(gray, heatmap_path(path, out_dir, taken), name=path)
     except (ScanError, OSError) as error:
         return first_line(error)
     return None

@@ -45,10 +45,6 @@ class ScanSpec:
 
     size: int = INPUT_SIZE
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.size, self.size, 1)
-
     def to_json(self) -> dict:
         return {
             "contract_version": CONTRACT_VERSION,

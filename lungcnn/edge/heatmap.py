@@ -1,11 +1,10 @@
 """Occlusion-sensitivity heatmaps: which parts of the scan the prediction depends on.
 
 A mid-gray square is slid over a coarse grid of the model input; where covering the image
-lowers the predicted class's probability most, the model was looking. Needs only a way to run
-the model (`edge.trust.RunFn`), numpy and Pillow: no TensorFlow, no gradients.
-Cost: grid * grid + 1 model runs (65 for the default 8 x 8 grid): under 1 s on one thread for
-a model that runs in under 15 ms (the edge-native model); about 4 s for the 512 px reference
-model.
+lowers the predicted class's probability most, the model was looking. Needs only a model
+(`edge.model.Model`), numpy and Pillow: no TensorFlow, no gradients. Cost: grid * grid
+occluded inputs through the model, in batches of BATCH (plus the unoccluded input, unless
+its probabilities are passed in).
 """
 
 from __future__ import annotations
@@ -17,9 +16,8 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from lungcnn.edge.contract import read_grayscale, resize_gray
 from lungcnn.edge.manifest import write_bytes_atomic
-from lungcnn.edge.trust import RunFn
+from lungcnn.edge.model import Model
 
 DEFAULT_GRID = 8
 BATCH = 16
@@ -40,18 +38,25 @@ DISCLAIMER = "Not a medical device: do not use for diagnosis without a clinical 
 
 
 def occlusion_heatmap(
-    run_fn: RunFn, model_input: np.ndarray, grid: int = DEFAULT_GRID, target: int | None = None
+    model: Model,
+    model_input: np.ndarray,
+    grid: int = DEFAULT_GRID,
+    target: int | None = None,
+    base: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """Drop in the probability of `target` (default: the predicted class) when each grid
     cell's neighbourhood is covered, as a (grid, grid) float array (negative = covering it
-    made the class more likely), plus the target class and the unoccluded probabilities."""
+    made the class more likely), plus the target class and the unoccluded probabilities
+    (`base`: those probabilities when already computed, so the input is not run again)."""
     if model_input.ndim != 3 or model_input.shape[2] != 1 or model_input.dtype != np.uint8:
         raise ValueError("model_input must be a (size, size, 1) uint8 array")
-    base = np.asarray(run_fn(model_input[None]), dtype=np.float64)[0]
+    if base is None:
+        base = model.run(model_input[None])[0][0]
+    base = np.asarray(base, dtype=np.float64)
     target = int(np.argmax(base)) if target is None else target
     occluded = list(_occluded_inputs(model_input, grid))
     probabilities = np.concatenate(
-        [np.asarray(run_fn(np.stack(occluded[i : i + BATCH])), dtype=np.float64)
+        [np.asarray(model.run(np.stack(occluded[i : i + BATCH]))[0], dtype=np.float64)
          for i in range(0, len(occluded), BATCH)]
     )
     drops = base[target] - probabilities[:, target]
@@ -121,25 +126,6 @@ def heatmap_path(scan_path: Path, out_dir: Path, taken: set[str]) -> Path:
         name = f"{stem}-{number}.heatmap.png"
     taken.add(name)
     return Path(out_dir) / name
-
-
-def write_heatmap(
-    run_fn: RunFn,
-    scan_path: str | Path,
-    size: int,
-    out_path: str | Path,
-    class_names: tuple[str, ...] | list[str],
-    grid: int = DEFAULT_GRID,
-    gray: np.ndarray | None = None,
-) -> Path:
-    """Decode a scan through the contract (unless `gray`, its already decoded pixels, is
-    given), compute its heatmap for the predicted class and save the overlay PNG (raises
-    edge.contract.ScanError or OSError)."""
-    if gray is None:
-        gray = read_grayscale(scan_path)
-    drops, target, base = occlusion_heatmap(run_fn, resize_gray(gray, size), grid)
-    caption = heatmap_caption(scan_path, class_names[target], base[target], grid)
-    return save_overlay(out_path, gray, drops, caption)
 
 
 def heatmap_caption(scan_path: str | Path, label: str, probability: float,

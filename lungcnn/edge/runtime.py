@@ -3,6 +3,7 @@
 The interpreter comes from ai_edge_litert, else tflite_runtime, and only if both are missing
 from TensorFlow (which a device should not need). Quantization is read from the
 interpreter's tensor details, so int8, uint8 and float32 models all take raw 0-255 pixels.
+`TFLiteClassifier` is the device's implementation of the model interface (`edge.model`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def interpreter_class():
 
 
 class TFLiteClassifier:
-    """Runs one .tflite model; `predict` takes a (size, size, 1) uint8 scan."""
+    """One .tflite model with its manifest: the device's implementation of
+    `edge.model.Model`. A batch goes through in one invoke when the model's batch dimension
+    can be resized, else one invoke per scan."""
 
     def __init__(self, model_path: str | Path, threads: int | None = None, trust: bool = True):
         """`trust=False` ignores the manifest's calibration and trust sections (for
@@ -68,53 +71,64 @@ class TFLiteClassifier:
         self._output, self._features_output = split_outputs(
             self._interpreter.get_output_details(), len(self.class_names), self.model_path
         )
+        self._batch = int(self._input["shape"][0])
+        self._resizable = int(self._input.get("shape_signature", self._input["shape"])[0]) == -1
         self._check_against_manifest()
         self.trust_settings = self._trust_settings() if trust else TrustSettings()
 
     def _trust_settings(self) -> TrustSettings:
+        where = manifest_path(self.model_path)
         try:
             settings = TrustSettings.from_manifest(self.manifest)
         except ManifestError as error:
-            raise ModelError(f"{manifest_path(self.model_path)}: {error}") from None
-        distance = settings.feature_distance
-        if distance is not None and (
-            not self.has_features
-            or distance.dim != int(self._features_output["shape"][-1])
-        ):
-            raise ModelError(f"{manifest_path(self.model_path)}: trust feature_distance does "
-                             "not fit the model's features output")
+            raise ModelError(f"{where}: {error}") from None
+        distance = settings.of("feature_distance")
+        if distance is not None and distance.dim != self.features_dim:
+            raise ModelError(f"{where}: trust feature_distance does not fit the model's "
+                             "features output")
+        if distance is None and settings.fitted and self.features_dim is not None:
+            raise ModelError(f"{where}: trust has no feature_distance for the model's "
+                             "features output (run lungcnn calibrate again)")
         return settings
 
     @property
-    def has_features(self) -> bool:
-        return self._features_output is not None
-
-    def probabilities(self, scan: np.ndarray) -> np.ndarray:
-        """Class probabilities (dequantized model output) for one contract-shaped scan."""
-        self._invoke(scan)
-        return self._read(self._output)
-
-    def features(self, scan: np.ndarray) -> np.ndarray:
-        """The model's feature vector (the input of its classifier layer) for one scan;
-        only for models converted with a features output (`has_features`)."""
+    def features_dim(self) -> int | None:
+        """Length of the model's feature vector (the input of its classifier layer); None
+        for a model converted without a features output."""
         if self._features_output is None:
-            raise ModelError(f"{self.model_path}: model has no features output")
-        self._invoke(scan)
-        return self._read(self._features_output)
+            return None
+        return int(self._features_output["shape"][-1])
 
-    def _invoke(self, scan: np.ndarray) -> None:
-        self._interpreter.set_tensor(self._input["index"], self._quantize(scan))
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, features or None) of a (n, size, size, 1) uint8 batch: dequantized
+        outputs, float32."""
+        batch = np.asarray(batch)
+        if (batch.ndim != 4 or not len(batch)
+                or batch.shape[1:] != (self.input_size, self.input_size, 1)):
+            raise ValueError(f"a batch must be (n, {self.input_size}, {self.input_size}, 1)")
+        if len(batch) != self._batch and self._resizable:
+            self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
+            self._interpreter.allocate_tensors()
+            self._batch = len(batch)
+        if len(batch) == self._batch:
+            return self._invoke(batch)
+        rows = [self._invoke(scan[None]) for scan in batch]
+        features = None if rows[0][1] is None else np.concatenate([f for _, f in rows])
+        return np.concatenate([p for p, _ in rows]), features
+
+    def _invoke(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        self._interpreter.set_tensor(self._input["index"], self._quantize(batch))
         self._interpreter.invoke()
+        features = self._features_output
+        return self._read(self._output), None if features is None else self._read(features)
 
     def _read(self, detail: dict) -> np.ndarray:
-        return _dequantize(self._interpreter.get_tensor(detail["index"])[0], detail)
+        return _dequantize(self._interpreter.get_tensor(detail["index"]), detail)
 
-    def predict(self, scan: np.ndarray) -> Prediction:
-        return self.prediction(self.probabilities(scan))
-
-    def prediction(self, probabilities: np.ndarray) -> Prediction:
-        """The labelled Prediction of probabilities this model already computed."""
-        best = int(np.argmax(probabilities))
+    def prediction(self, probabilities: np.ndarray, label: int | None = None) -> Prediction:
+        """The labelled Prediction of probabilities this model already computed (`label`:
+        the class already chosen, default their argmax)."""
+        best = int(np.argmax(probabilities)) if label is None else label
         return Prediction(
             label=self.class_names[best],
             confidence=float(probabilities[best]),
@@ -123,10 +137,12 @@ class TFLiteClassifier:
             },
         )
 
-    def _quantize(self, scan: np.ndarray) -> np.ndarray:
+    def _quantize(self, batch: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]
-        pixels = scan[None].astype(np.float32)
         scale, zero_point = self._input["quantization"]
+        if batch.dtype == dtype and (not scale or (scale == 1.0 and zero_point == 0)):
+            return batch  # raw pixels are already what the model takes
+        pixels = batch.astype(np.float32)
         if np.issubdtype(dtype, np.integer):
             if scale:
                 pixels = np.round(pixels / scale + zero_point)
@@ -148,9 +164,21 @@ class TFLiteClassifier:
                 f"{self.model_path}: model input {input_shape} does not match its manifest "
                 f"(input.size {self.input_size} -> {expected})"
             )
-        features = self.manifest.get("features_output")
-        if features and (not self.has_features
-                         or int(self._features_output["shape"][-1]) != features.get("dim")):
+        if "features_output" in self.manifest:
+            self._check_features_output(self.manifest["features_output"])
+
+    def _check_features_output(self, described) -> None:
+        where = manifest_path(self.model_path)
+        dim = described.get("dim") if isinstance(described, dict) else None
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ModelError(f"{where}: features_output must be an object whose dim is a "
+                             "positive integer")
+        shape = described.get("shape", [1, dim])
+        if (not isinstance(shape, list) or not shape or shape[-1] != dim
+                or any(isinstance(n, bool) or not isinstance(n, int) for n in shape)):
+            raise ModelError(f"{where}: features_output shape must be a list of integers "
+                             "ending in its dim")
+        if self.features_dim != dim:
             raise ModelError(f"{self.model_path}: model's features output does not match its "
                              "manifest (features_output.dim)")
 

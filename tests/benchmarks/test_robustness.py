@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lungcnn.benchmarks.robustness import ACQUISITION_CHANGES, brighter, label_stability, original
+from lungcnn.benchmarks.robustness import label_stability
+from lungcnn.edge.acquisition import ACQUISITION_CHANGES, original
 from lungcnn.edge.contract import read_grayscale
 
 SIZE = 96
@@ -61,7 +62,7 @@ def test_constant_predictor_is_fully_stable(gray, scan_path):
 
 def test_a_predictor_that_reads_brightness_is_unstable_under_brightness(gray):
     # Label 1 when the input is brighter than halfway between the scan and its brighter copy.
-    threshold = (original(gray, SIZE).mean() + brighter(gray, SIZE).mean()) / 2
+    threshold = (original(gray, SIZE).mean() + ACQUISITION_CHANGES["brightness"](gray, SIZE).mean()) / 2
 
     def by_brightness(batch):
         return (batch.reshape(len(batch), -1).mean(axis=1) > threshold).astype(int)

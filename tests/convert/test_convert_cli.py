@@ -1,4 +1,4 @@
-"""The command: options, calibration folders, --strict, atomic writes and error exit codes."""
+"""The command: options, representative folders, --strict, atomic writes and error exit codes."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def _convert(*args):
     return result.exit_code, result.output
 
 
-def _convert_int8_calibrated_on(run_dir, folder, target):
+def _convert_int8_represented_by(run_dir, folder, target):
     return _convert(
-        run_dir / "model.keras", "--quantize", "int8", "--calibration", folder, "--out", target
+        run_dir / "model.keras", "--quantize", "int8", "--representative", folder, "--out", target
     )
 
 
@@ -63,7 +63,7 @@ def run_copy(tiny_keras_run, tmp_path):
 def test_help_documents_exit_codes():
     code, output = _convert("--help")
     assert code == 0
-    assert "Exit codes" in output and "--strict" in output and "--calibration" in output
+    assert "Exit codes" in output and "--strict" in output and "--representative" in output
 
 
 def test_single_variant_with_out_and_int8_io(tiny_keras_run, out_dir):
@@ -88,7 +88,7 @@ def test_int8_with_float32_io_keeps_float_edges(tiny_keras_run, out_dir):
     assert conversion.manifest["parity"]["val"]["count"] > 0
 
 
-def test_calibration_from_a_flat_folder(tiny_keras_run, tmp_path, out_dir):
+def test_representative_set_from_a_flat_folder(tiny_keras_run, tmp_path, out_dir):
     data_dir, files = _image_files(tiny_keras_run, "train", 5)
     folder = tmp_path / "flat"
     folder.mkdir()
@@ -96,24 +96,24 @@ def test_calibration_from_a_flat_folder(tiny_keras_run, tmp_path, out_dir):
         shutil.copy(f"{data_dir}/{rel}", folder / rel.replace("/", "_"))
     [conversion] = convert_keras_run(
         tiny_keras_run / "model.keras",
-        ConvertOptions(quantizations=("int8",), calibration_dir=folder, out=out_dir / "c.tflite"),
+        ConvertOptions(quantizations=("int8",), representative_dir=folder, out=out_dir / "c.tflite"),
     )
-    calibration = conversion.manifest["calibration_set"]
-    assert calibration["count"] == 5 and calibration["layout"] == "flat"
-    assert str(folder) in calibration["source"]
+    representative = conversion.manifest["representative_set"]
+    assert representative["count"] == 5 and representative["layout"] == "flat"
+    assert str(folder) in representative["source"]
 
 
-def test_calibration_from_class_folders(tiny_keras_run, tmp_path, out_dir):
+def test_representative_set_from_class_folders(tiny_keras_run, tmp_path, out_dir):
     data_dir, files = _image_files(tiny_keras_run, "train", 12)
     folder = tmp_path / "classes"
     for rel in files:
         target = folder / rel.split("/", 1)[1]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f"{data_dir}/{rel}", target)
-    code, output = _convert_int8_calibrated_on(tiny_keras_run, folder, out_dir / "c.tflite")
+    code, output = _convert_int8_represented_by(tiny_keras_run, folder, out_dir / "c.tflite")
     assert code == 0, output
-    calibration = read_manifest(out_dir / "c.tflite")["calibration_set"]
-    assert calibration["count"] == 12 and calibration["layout"] == "class folders"
+    representative = read_manifest(out_dir / "c.tflite")["representative_set"]
+    assert representative["count"] == 12 and representative["layout"] == "class folders"
 
 
 @pytest.mark.parametrize(
@@ -125,10 +125,10 @@ def test_calibration_from_class_folders(tiny_keras_run, tmp_path, out_dir):
         ("missing", "not found"),
     ],
 )
-def test_bad_calibration_folder_is_a_usage_error(
+def test_bad_representative_folder_is_a_usage_error(
     tiny_keras_run, tmp_path, out_dir, layout, message
 ):
-    folder = tmp_path / "calibration"
+    folder = tmp_path / "representative"
     if layout != "missing":
         folder.mkdir()
     if layout == "dataset root":
@@ -136,19 +136,19 @@ def test_bad_calibration_folder_is_a_usage_error(
     if layout == "mixed":
         (folder / "Covid").mkdir()
         (folder / "loose.png").write_bytes(b"not really")
-    code, output = _convert_int8_calibrated_on(tiny_keras_run, folder, out_dir / "x.tflite")
+    code, output = _convert_int8_represented_by(tiny_keras_run, folder, out_dir / "x.tflite")
     assert code == 2
     assert message in _error_line(output)
     assert not out_dir.exists()
 
 
-def test_calibration_refuses_test_images(tiny_keras_run, tmp_path, out_dir):
+def test_representative_set_refuses_test_images(tiny_keras_run, tmp_path, out_dir):
     data_dir, files = _image_files(tiny_keras_run, "test", 6)
     folder = tmp_path / "leaky"
     folder.mkdir()
     for rel in files:
         (folder / rel.replace("/", "_")).symlink_to(f"{data_dir}/{rel}")
-    code, output = _convert_int8_calibrated_on(tiny_keras_run, folder, out_dir / "x.tflite")
+    code, output = _convert_int8_represented_by(tiny_keras_run, folder, out_dir / "x.tflite")
     assert code == 2
     assert "validation/test" in _error_line(output)
 

@@ -80,13 +80,13 @@ def test_manifest_carries_the_run_it_came_from(tiny_tflite_models, tiny_keras_ru
         assert manifest["source_model"]["sha256"] == run["model_sha256"]
         assert {"tensorflow", "keras", "ai-edge-litert"} <= set(manifest["versions"])
         assert manifest["converter"]["quantization"] == quantization
-        calibration = manifest["calibration_set"]
+        representative = manifest["representative_set"]
         if quantization == "int8":
-            assert calibration["source"] == "run split 'train'"
-            assert calibration["count"] == len(run["split"]["train"])
-            assert len(calibration["files_sha256"]) == 64
+            assert representative["source"] == "run split 'train'"
+            assert representative["count"] == len(run["split"]["train"])
+            assert len(representative["files_sha256"]) == 64
         else:
-            assert calibration is None
+            assert representative is None
 
 
 def test_parity_reports_are_present_and_sane(tiny_tflite_models, tiny_keras_run):

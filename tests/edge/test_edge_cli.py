@@ -103,8 +103,26 @@ def test_float32_tflite_matches_keras(edge_models, tiny_keras_run, scan_files):
     classifier = TFLiteClassifier(edge_models["float32"])
     scans = np.stack([load_scan(p, classifier.input_size) for p in scan_files])
     expected = model.predict(scans.astype(np.float32), verbose=0)
-    actual = np.stack([classifier.probabilities(scan) for scan in scans])
+    actual, _ = classifier.run(scans)
     np.testing.assert_allclose(actual, expected, atol=FLOAT_PROBABILITY_TOLERANCE)
+
+
+@pytest.mark.parametrize("resizable", [True, False])
+def test_a_batch_runs_as_its_scans_one_by_one(edge_models, scan_files, resizable):
+    """One invoke for a batch when the model's batch dimension can be resized; one per scan
+    otherwise; the same probabilities and features either way, and from the same invoke."""
+    classifier = TFLiteClassifier(edge_models["int8"])
+    classifier._resizable = resizable
+    scans = np.stack([load_scan(p, classifier.input_size) for p in scan_files])
+    probabilities, features = classifier.run(scans)
+    assert probabilities.shape == (len(scans), 3)
+    assert features.shape == (len(scans), classifier.features_dim)
+    for scan, row, feature_row in zip(scans, probabilities, features):
+        one, one_features = classifier.run(scan[None])
+        np.testing.assert_array_equal(one[0], row)
+        np.testing.assert_array_equal(one_features[0], feature_row)
+    with pytest.raises(ValueError):
+        classifier.run(scans[:, :8])
 
 
 @pytest.mark.parametrize("variant", ["uint8-io", "int8-io"])
@@ -114,8 +132,8 @@ def test_int8_models_match_float32(variant, edge_models, int8_io_model, scan_fil
     for path in scan_files:
         scan = load_scan(path, reference.input_size)
         np.testing.assert_allclose(
-            quantized.probabilities(scan),
-            reference.probabilities(scan),
+            quantized.run(scan[None])[0],
+            reference.run(scan[None])[0],
             atol=INT8_PROBABILITY_TOLERANCE,
         )
 

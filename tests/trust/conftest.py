@@ -12,7 +12,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def calibrated_run(tiny_keras_run, tiny_tflite_models, tmp_path_factory) -> Path:
-    """A copy of the tiny run with its int8 model, calibrated by `calibrate.calibration`."""
+    """A copy of the tiny run with its int8 model, calibrated by `lungcnn calibrate`."""
     from lungcnn.calibrate.calibration import calibrate_run
 
     run_dir = tmp_path_factory.mktemp("calibrated_run")
@@ -29,16 +29,31 @@ def calibrated_int8(calibrated_run) -> Path:
     return next(calibrated_run.glob("model_*.tflite"))
 
 
-def brightness_model(region: tuple[slice, slice]):
-    """A toy RunFn: Covid when `region` of the input is bright, Normal when it is dark,
-    with a confidence that grows with the distance from mid-gray."""
+class BrightnessModel:
+    """A toy model (`edge.model.Model`): Covid when `region` of the input is bright, Normal
+    when it is dark, with a confidence that grows with the distance from mid-gray; its
+    features are `features(batch)` when given. Counts its runs and their batch sizes."""
 
-    def run_fn(batch: np.ndarray) -> np.ndarray:
-        means = batch[:, region[0], region[1], 0].reshape(len(batch), -1).mean(axis=1)
+    class_names = ("Covid", "Normal", "Viral Pneumonia")
+
+    def __init__(self, region: tuple[slice, slice], size: int = 64, features=None):
+        self.region, self.input_size, self._features = region, size, features
+        self.batches: list[int] = []
+
+    @property
+    def features_dim(self):
+        return None if self._features is None else 2
+
+    def run(self, batch: np.ndarray):
+        self.batches.append(len(batch))
+        means = batch[:, self.region[0], self.region[1], 0].reshape(len(batch), -1).mean(axis=1)
         covid = 1 / (1 + np.exp(-(means - 128) / 8))
-        return np.stack([covid, 1 - covid, np.zeros_like(covid)], axis=1)
+        probabilities = np.stack([covid, 1 - covid, np.zeros_like(covid)], axis=1)
+        return probabilities, None if self._features is None else self._features(batch)
 
-    return run_fn
+
+def brightness_model(region: tuple[slice, slice], size: int = 64, features=None):
+    return BrightnessModel(region, size, features)
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ def test_rule_scales_the_fitted_thresholds(calibrated_int8, tmp_path):
     assert again["feature_distance"]["threshold"] == pytest.approx(
         0.8 * fitted["feature_distance"]["threshold"], abs=1e-3)
     assert again["min_confidence"] == fitted["min_confidence"]
-    assert Classifier(model).runtime.trust_settings.min_confidence == fitted["min_confidence"]
+    settings = Classifier(model).runtime.trust_settings
+    assert settings.of("stability").min_confidence == fitted["min_confidence"]
 
 
 def test_bad_rules_and_uncalibrated_models_are_refused(tmp_path, calibrated_int8):

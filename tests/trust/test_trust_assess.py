@@ -10,34 +10,42 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from lungcnn.edge.acquisition import REACQUISITIONS, reacquisitions
 from lungcnn.edge.contract import ScanError, read_grayscale
-from lungcnn.edge.manifest import ManifestError, read_manifest
+from lungcnn.edge.manifest import ManifestError
 from lungcnn.edge.runtime import TFLiteClassifier
 from lungcnn.edge.trust import (
     FLAG_OK,
     FLAG_OUT_OF_DISTRIBUTION,
     FLAG_UNCERTAIN,
-    VARIANTS,
     FeatureDistance,
     TrustSettings,
-    acquisition_variants,
     assess,
-    assess_file,
-    assess_with_classifier,
-    classifier_features_fn,
-    classifier_run_fn,
     colourfulness,
     file_colourfulness,
 )
+from lungcnn.edge.trust.stability import StabilitySettings
 
 ALL = (slice(None), slice(None))
 
 
+def _settings(min_confidence=0.0, **signals) -> TrustSettings:
+    """Fitted settings with only the stability signal and `signals` on."""
+    return TrustSettings(signals={"stability": StabilitySettings(min_confidence), **signals},
+                         fitted=True)
+
+
 def test_variants_keep_shape_and_dtype():
     scan = np.random.default_rng(0).integers(0, 256, (64, 64, 1), dtype=np.uint8)
-    variants = acquisition_variants(scan)
-    assert list(variants) == list(VARIANTS)
+    variants = reacquisitions(scan)
+    assert list(variants) == list(REACQUISITIONS)
     assert all(v.shape == scan.shape and v.dtype == np.uint8 for v in variants.values())
+
+
+def test_the_scan_and_its_variants_are_one_batch(toy_model):
+    model = toy_model(ALL)
+    assess(model, np.full((64, 64), 220, dtype=np.uint8), TrustSettings())
+    assert model.batches == [1 + len(REACQUISITIONS)]
 
 
 def test_colourfulness_separates_gray_from_colour(tmp_path, train_scan_path):
@@ -68,7 +76,7 @@ def test_colourfulness_of_a_readable_but_odd_file_prints_no_warning(tmp_path):
 
 def test_unfitted_settings_check_stability_only(toy_model):
     bright = np.full((64, 64), 220, dtype=np.uint8)
-    result = assess(toy_model(ALL), bright, 64, TrustSettings())
+    result = assess(toy_model(ALL), bright, TrustSettings())
     assert result.flag == FLAG_OK
     assert "no calibration" in result.reason
     assert result.probabilities.sum() == pytest.approx(1.0)
@@ -78,8 +86,7 @@ def test_label_flipping_under_reacquisition_is_uncertain(toy_model):
     """Covid only while the top-left corner is bright: reframing moves the corner away."""
     scan = np.full((64, 64), 40, dtype=np.uint8)
     scan[:4, :4] = 255
-    settings = TrustSettings(min_confidence=0.9, fitted=True)
-    result = assess(toy_model((slice(0, 4), slice(0, 4))), scan, 64, settings)
+    result = assess(toy_model((slice(0, 4), slice(0, 4))), scan, _settings(0.9))
     assert result.flag == FLAG_UNCERTAIN
     assert result.reason.startswith("unstable") and "reframed" in result.reason
     assert result.variant_labels["reframed"] != result.label
@@ -90,21 +97,22 @@ def test_label_flipping_under_reacquisition_is_uncertain(toy_model):
 
 def test_low_confidence_is_uncertain(toy_model):
     near_gray = np.full((64, 64), 130, dtype=np.uint8)
-    result = assess(toy_model(ALL), near_gray, 64, TrustSettings(min_confidence=0.9, fitted=True))
+    result = assess(toy_model(ALL), near_gray, _settings(0.9))
     assert result.flag == FLAG_UNCERTAIN and "low calibrated confidence" in result.reason
 
 
 def test_assess_rejects_a_non_2d_array(toy_model):
     with pytest.raises(ScanError):
-        assess(toy_model(ALL), np.zeros((8, 8, 3), dtype=np.uint8), 64, TrustSettings())
+        assess(toy_model(ALL), np.zeros((8, 8, 3), dtype=np.uint8), TrustSettings())
 
 
 @pytest.fixture(scope="module")
 def tiny_device(calibrated_int8):
-    classifier = TFLiteClassifier(calibrated_int8)
-    settings = TrustSettings.from_manifest(read_manifest(calibrated_int8))
-    return (classifier_run_fn(classifier), classifier.input_size, settings,
-            classifier_features_fn(classifier))
+    return TFLiteClassifier(calibrated_int8)
+
+
+def _assess_file(model, path):
+    return assess(model, read_grayscale(path), model.trust_settings, file_colourfulness(path))
 
 
 def _save(image: Image.Image, path):
@@ -113,15 +121,12 @@ def _save(image: Image.Image, path):
 
 
 def test_training_scan_passes_the_gate(calibrated_int8, train_scan_path):
-    result = assess_with_classifier(
-        TFLiteClassifier(calibrated_int8), train_scan_path, read_grayscale(train_scan_path)
-    )
+    result = _assess_file(TFLiteClassifier(calibrated_int8), train_scan_path)
     assert result.flag != FLAG_OUT_OF_DISTRIBUTION, result.reason
 
 
 @pytest.mark.parametrize("kind", ["blank", "noise", "colour_photo", "document"])
 def test_non_xray_images_are_out_of_distribution(tiny_device, tmp_path, kind):
-    run_fn, size, settings, features_fn = tiny_device
     rng = np.random.default_rng(1)
     if kind == "blank":
         image = Image.new("L", (300, 300), 0)
@@ -135,16 +140,13 @@ def test_non_xray_images_are_out_of_distribution(tiny_device, tmp_path, kind):
         draw = ImageDraw.Draw(image)
         for row in range(20, 380, 16):
             draw.text((15, row), "radiology report page text " * 2, fill=0)
-    result = assess_file(run_fn, _save(image, tmp_path / f"{kind}.png"), size, settings,
-                         features_fn)
+    result = _assess_file(tiny_device, _save(image, tmp_path / f"{kind}.png"))
     assert result.flag == FLAG_OUT_OF_DISTRIBUTION
     assert result.reason.startswith("unlike the training X-rays")
 
 
 def test_a_tflite_model_gives_calibrated_probabilities(tiny_device, train_scan_path):
-    run_fn, size, settings, features_fn = tiny_device
-    result = assess(run_fn, read_grayscale(train_scan_path), size, settings,
-                    features_fn=features_fn)
+    result = _assess_file(tiny_device, train_scan_path)
     assert result.probabilities.sum() == pytest.approx(1.0)
     assert result.label == int(np.argmax(result.probabilities))
     assert 0 <= result.stability <= 1
@@ -171,15 +173,26 @@ def test_feature_distance_is_to_the_predicted_class():
 
 def test_far_features_are_out_of_distribution(toy_model):
     """The toy model says Covid (label 0) for a bright scan: distances are to class 0."""
-    settings = TrustSettings(feature_distance=_unit_distance(3.0), fitted=True)
+    settings = _settings(feature_distance=_unit_distance(3.0))
     scan = np.full((64, 64), 220, dtype=np.uint8)
-    near = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([-1.0, 1.0]))
-    far = assess(toy_model(ALL), scan, 64, settings, features_fn=lambda s: np.array([3.0, 0.0]))
+
+    def features(point):
+        return lambda batch: np.tile(point, (len(batch), 1))
+
+    near = assess(toy_model(ALL, features=features([-1.0, 1.0])), scan, settings)
+    far = assess(toy_model(ALL, features=features([3.0, 0.0])), scan, settings)
     assert near.label == far.label == 0
     assert near.flag == FLAG_OK and near.to_record()["feature_distance"] == pytest.approx(1.0)
     assert far.flag == FLAG_OUT_OF_DISTRIBUTION and "feature" in far.reason
-    with pytest.raises(ValueError, match="features_fn"):
-        assess(toy_model(ALL), scan, 64, settings)
+    with pytest.raises(ValueError, match="features output"):
+        assess(toy_model(ALL), scan, settings)
+
+
+def test_a_nan_feature_distance_is_never_ok(toy_model):
+    settings = _settings(feature_distance=_unit_distance(3.0))
+    scan = np.full((64, 64), 220, dtype=np.uint8)
+    nan = assess(toy_model(ALL, features=lambda b: np.full((len(b), 2), np.nan)), scan, settings)
+    assert nan.flag == FLAG_OUT_OF_DISTRIBUTION and nan.to_record()["feature_distance"] is None
 
 
 _GOOD_SECTION = {"center": [0.0, 0.0], "projection": [[1.0], [0.0]], "classes": [0],
@@ -192,16 +205,22 @@ _GOOD_SECTION = {"center": [0.0, 0.0], "projection": [[1.0], [0.0]], "classes": 
     {"classes": [0, 1]},
     {"threshold": -1},
     {"threshold": None},
+    {"threshold": float("nan")},
+    {"center": [float("nan"), 0.0]},
+    {"class_whitening": [[[-1.0]]]},
+    {"classes": [3]},
+    {"classes": [True]},
+    {"class_means": "0"},
 ])
 def test_a_damaged_feature_distance_section_is_a_manifest_error(change):
-    TrustSettings.from_manifest({"trust": {"feature_distance": _GOOD_SECTION}})
+    FeatureDistance.from_json(_GOOD_SECTION, classes=3)
     with pytest.raises(ManifestError):
-        TrustSettings.from_manifest({"trust": {"feature_distance": {**_GOOD_SECTION, **change}}})
+        FeatureDistance.from_json({**_GOOD_SECTION, **change}, classes=3)
 
 
 def test_the_tiny_int8_model_reports_its_feature_distance(calibrated_int8, train_scan_path):
     classifier = TFLiteClassifier(calibrated_int8)
-    assert classifier.has_features
-    assert classifier.trust_settings.feature_distance is not None
-    result = assess_with_classifier(classifier, train_scan_path, read_grayscale(train_scan_path))
+    assert classifier.features_dim is not None
+    assert classifier.trust_settings.of("feature_distance") is not None
+    result = _assess_file(classifier, train_scan_path)
     assert result.feature_distance is not None and result.feature_distance >= 0

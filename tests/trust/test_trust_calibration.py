@@ -10,16 +10,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from lungcnn.calibrate.calibration import calibrate_run
+from lungcnn.calibrate.cli import EXIT_OK, calibrate_command
+from lungcnn.calibrate.feature_distance import fit_class_whitening
+from lungcnn.calibrate.gate import fit_gate
+from lungcnn.calibrate.temperature import expected_calibration_error, fit_temperature
 from lungcnn.edge.trust import PROB_FLOOR, TrustSettings, apply_temperature
-from lungcnn.calibrate.calibration import (
-    EXIT_OK,
-    calibrate_command,
-    calibrate_run,
-    expected_calibration_error,
-    fit_gate,
-    fit_temperature,
-    fit_class_whitening,
-)
 
 
 def test_temperature_one_keeps_probabilities_above_the_floor():
@@ -83,8 +79,9 @@ def test_calibrate_run_writes_every_manifest(calibrated_run):
         assert sum(trust["val_flags"].values()) == pytest.approx(1.0)
         assert len(trust["chest_template"]) == 16 * 16
         settings = TrustSettings.from_manifest(manifest)
-        assert settings.fitted and settings.gate_bounds
-        assert settings.template_array.shape == (16, 16)
+        assert settings.fitted and set(settings.signals) == {"gate", "feature_distance",
+                                                             "stability"}
+        assert settings.of("gate").template.shape == (16, 16)
 
 
 def _calibrate_app() -> typer.Typer:

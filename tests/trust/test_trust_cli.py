@@ -75,4 +75,4 @@ def test_a_damaged_trust_section_is_a_model_error_not_a_traceback(
     model.with_suffix(".json").write_text(json.dumps(manifest))
     result = run("--model", model, committed_scans[0])
     assert result.exit_code == cli.EXIT_USAGE
-    assert "temperature 0.0 is not > 0" in result.stderr and "Traceback" not in result.output
+    assert "temperature 0 is not > 0" in result.stderr and "Traceback" not in result.output

@@ -6,33 +6,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lungcnn.edge.api import Classifier
+from lungcnn.edge.contract import read_grayscale
 from lungcnn.edge.heatmap import (
     DISCLAIMER,
     colorize,
     heatmap_path,
     occlusion_heatmap,
     save_overlay,
-    write_heatmap,
 )
 from lungcnn.edge.runtime import TFLiteClassifier
-from lungcnn.edge.trust import classifier_run_fn
 
 
 def test_heat_is_highest_where_the_model_looks(toy_model):
     scan = np.full((64, 64, 1), 60, dtype=np.uint8)
     scan[40:56, 40:56] = 250  # bright bottom-right square: the toy model's evidence for Covid
-    calls = []
-
-    def counting(batch):
-        calls.append(len(batch))
-        return toy_model((slice(40, 56), slice(40, 56)))(batch)
-
-    drops, target, base = occlusion_heatmap(counting, scan, grid=8)
+    model = toy_model((slice(40, 56), slice(40, 56)))
+    drops, target, base = occlusion_heatmap(model, scan, grid=8)
     assert drops.shape == (8, 8) and target == 0 and base[0] > 0.5
     row, column = np.unravel_index(np.argmax(drops), drops.shape)
     assert row >= 4 and column >= 4
     assert drops[:3, :3].max() == pytest.approx(0.0, abs=1e-9)  # far corner: no effect
-    assert sum(calls) == 8 * 8 + 1
+    assert sum(model.batches) == 8 * 8 + 1
+    model.batches.clear()
+    occlusion_heatmap(model, scan, grid=8, base=base)  # probabilities known: not run again
+    assert sum(model.batches) == 8 * 8
 
 
 def test_colorize_spans_dark_to_bright():
@@ -60,7 +58,7 @@ def test_heatmap_with_a_tflite_model(tiny_tflite_models, train_scan_path):
 
     classifier = TFLiteClassifier(tiny_tflite_models["int8"], threads=1)
     scan = load_scan(train_scan_path, classifier.input_size)
-    drops, target, base = occlusion_heatmap(classifier_run_fn(classifier), scan, grid=4)
+    drops, target, base = occlusion_heatmap(classifier, scan, grid=4)
     assert drops.shape == (4, 4) and np.isfinite(drops).all()
     assert target == int(np.argmax(base))
 
@@ -77,10 +75,27 @@ def test_heatmap_paths_are_unique_per_run(tmp_path):
     assert first.name == "0100.heatmap.png" and second.name == "0100-2.heatmap.png"
 
 
-def test_write_heatmap_from_a_file(tiny_tflite_models, train_scan_path, tmp_path):
-    classifier = TFLiteClassifier(tiny_tflite_models["int8"], threads=1)
-    out = write_heatmap(classifier_run_fn(classifier), train_scan_path, classifier.input_size,
-                        tmp_path / "scan.heatmap.png", classifier.class_names, grid=4)
+def test_classifier_heatmap_of_a_file(tiny_tflite_models, train_scan_path, tmp_path):
+    classifier = Classifier(tiny_tflite_models["int8"], threads=1)
+    out = tmp_path / "scan.heatmap.png"
+    classifier.heatmap(train_scan_path, out, grid=4)
     with Image.open(out) as image:
         assert image.text["Class"] in classifier.class_names
+        assert image.text["Scan"] == train_scan_path.name
+
+
+def test_the_heatmap_of_the_scan_just_classified_reuses_its_input(
+    tiny_tflite_models, train_scan_path, tmp_path, monkeypatch
+):
+    classifier = Classifier(tiny_tflite_models["int8"], threads=1)
+    gray = read_grayscale(train_scan_path)
+    result = classifier.classify_gray(gray, train_scan_path)
+    batches = []
+    run = classifier.runtime.run
+    monkeypatch.setattr(classifier.runtime, "run", lambda b: batches.append(len(b)) or run(b))
+    out = tmp_path / "reused.heatmap.png"
+    classifier.heatmap(gray, out, grid=4, name=train_scan_path)
+    assert sum(batches) == 4 * 4  # the occluded inputs only
+    with Image.open(out) as image:
+        assert image.text["Class"] == result.prediction.label
         assert image.text["Scan"] == train_scan_path.name

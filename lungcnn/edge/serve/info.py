@@ -39,7 +39,9 @@ def training_data_summary(manifest: dict, class_names: tuple[str, ...]) -> dict:
         "split_seed": split.get("seed") if isinstance(split, dict) else None,
         "splits": {name: _count(files, class_names) for name, files in split.items()
                    if isinstance(files, list)} if isinstance(split, dict) else {},
-        "calibration_scans": (manifest.get("calibration_set") or {}).get("count"),
+        # the int8 representative set ("calibration_set" in manifests written before the rename)
+        "representative_scans": (manifest.get("representative_set")
+                                 or manifest.get("calibration_set") or {}).get("count"),
     }
 
 

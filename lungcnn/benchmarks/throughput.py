@@ -1,0 +1,296 @@
+"""Folder throughput of `edge-classify DIR --json` (all trust checks on), measured side by
+side against an earlier revision, and whether both give the same answers.
+
+    python -m lungcnn.benchmarks.throughput --baseline-rev 26e331d
+
+The baseline is checked out into a temporary git worktree and run with the same Python (its
+own layout: `python -m edge` for revisions before the `lungcnn` package). Two folders: the
+vendored test split, and large scans (1-3k px) made by upscaling the vendored training scans
+into a temporary folder. The two revisions run in turn, interleaved, each call in a fresh
+process (start-up included); the result is the median wall time of each and their ratio.
+Then the current revision runs once more under cProfile, so the result names what limits it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET = REPO / "data" / "covid19-dataset"
+LARGE_SIDES = (1000, 3000)
+LARGE_JPEG_QUALITY = 90
+# The fields of a record that must agree; "file" differs by folder, "notice" by wording.
+COMPARED = ("status", "label", "confidence", "probabilities", "flag", "reason",
+            "calibrated_confidence", "stable_confidence", "feature_distance", "error")
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "throughput"
+PROFILE_ROWS = 12
+
+
+@dataclass(frozen=True)
+class Revision:
+    name: str
+    root: Path
+    module: str  # what `python -m` runs
+
+    def command(self, folder: Path) -> list[str]:
+        return [sys.executable, "-m", self.module, str(folder), "--json"]
+
+    def run(self, folder: Path) -> tuple[float, float, list[dict]]:
+        """(wall seconds, CPU seconds of the process: user + system, records)."""
+        env = {**os.environ, "PYTHONPATH": str(self.root)}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(self.command(folder), env=env, cwd=self.root,
+                              capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"{self.name}: exit {done.returncode}: {done.stderr.strip()}")
+        return seconds, cpu, [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def edge_module(root: Path) -> str:
+    return "lungcnn.edge" if (root / "lungcnn" / "edge").is_dir() else "edge"  # old layout
+
+
+@contextmanager
+def baseline_worktree(rev: str):
+    """The revision `rev` checked out (detached) into a temporary worktree, removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="lungcnn-baseline-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), rev],
+                   check=True, capture_output=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)],
+                       check=False, capture_output=True)
+
+
+def write_large_scans(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """`count` training scans upscaled (bicubic) so their width is 1-3k px, each in its
+    source's format (JPEG quality 90, or PNG)."""
+    sources = sorted(p for p in (DATASET / "train").rglob("*") if p.is_file())
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(count):
+        source = sources[index % len(sources)]
+        with Image.open(source) as image:
+            image = image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode)
+            width = rng.randint(*LARGE_SIDES)
+            size = (width, max(1, round(width * image.height / image.width)))
+            big = image.resize(size, Image.Resampling.BICUBIC)
+        path = folder / f"{index:04d}{'.png' if source.suffix.lower() == '.png' else '.jpeg'}"
+        big.save(path, **({} if path.suffix == ".png" else {"quality": LARGE_JPEG_QUALITY}))
+        written.append(path)
+    return written
+
+
+def differences(baseline: list[dict], current: list[dict]) -> list[dict]:
+    """Records whose compared fields differ, matched by file name relative to the folder."""
+    def by_name(records: list[dict]) -> dict[str, dict]:
+        return {Path(r["file"]).name + "|" + Path(r["file"]).parent.name: r for r in records}
+
+    old, new = by_name(baseline), by_name(current)
+    found = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None:
+            found.append({"file": name, "missing_in": "baseline" if a is None else "current"})
+            continue
+        fields = {k: [a.get(k), b.get(k)] for k in COMPARED if a.get(k) != b.get(k)}
+        if fields:
+            found.append({"file": name, **fields})
+    return found
+
+
+def measure(revisions: list[Revision], folders: dict[str, Path], repeats: int,
+            echo) -> dict:
+    """Interleaved runs: per repetition, each folder, each revision (order alternating)."""
+    seconds = {f: {r.name: [] for r in revisions} for f in folders}
+    cpu_seconds = {f: {r.name: [] for r in revisions} for f in folders}
+    outputs: dict[str, dict[str, list[dict]]] = {f: {} for f in folders}
+    for repetition in range(repeats):
+        order = revisions if repetition % 2 == 0 else revisions[::-1]
+        for label, folder in folders.items():
+            for revision in order:
+                took, cpu, records = revision.run(folder)
+                seconds[label][revision.name].append(took)
+                cpu_seconds[label][revision.name].append(cpu)
+                outputs[label][revision.name] = records
+                echo(f"  {label} {revision.name} #{repetition + 1}: {took:.2f} s wall, "
+                     f"{cpu:.2f} s CPU", flush=True)
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "outputs": outputs}
+
+
+def profile_current(revision: Revision, folder: Path) -> list[dict]:
+    """Where the current revision spends its time on `folder` (cProfile, in this process)."""
+    sys.path.insert(0, str(revision.root))
+    from lungcnn.edge.cli import main
+
+    profiler = cProfile.Profile()
+    sink, saved = io.StringIO(), sys.stdout
+    sys.stdout = sink
+    try:
+        profiler.runcall(_exit_code, main, [str(folder), "--json"])
+    finally:
+        sys.stdout = saved
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt
+    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:PROFILE_ROWS]
+    return [{"function": _function_name(key), "calls": value[1],
+             "own_s": round(value[2], 3), "share": round(value[2] / total, 3)}
+            for key, value in rows]
+
+
+def _exit_code(main, argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
+
+
+def _function_name(key: tuple) -> str:
+    filename, line, name = key
+    where = Path(filename)
+    return name if filename == "~" else f"{where.parent.name}/{where.name}:{line}({name})"
+
+
+def summary(result: dict, names: list[str], counts: dict[str, int]) -> dict:
+    rows = {}
+    for label, by_revision in result["seconds"].items():
+        medians = {name: statistics.median(by_revision[name]) for name in names}
+        cpu = {name: statistics.median(result["cpu_seconds"][label][name]) for name in names}
+        rows[label] = {
+            "scans": counts[label],
+            "median_s": medians,
+            "median_cpu_s": cpu,
+            "scans_per_s": {name: counts[label] / medians[name] for name in names},
+            "speedup": medians[names[0]] / medians[names[1]],
+            "cpu_speedup": cpu[names[0]] / cpu[names[1]],
+            "differences": differences(*(result["outputs"][label][name] for name in names)),
+        }
+    return rows
+
+
+def write_results(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    base, current = report["baseline"]["name"], report["current"]["name"]
+    lines = [
+        "# edge-classify folder throughput",
+        "",
+        f"Regenerate: `{report['command']}`",
+        "",
+        f"`edge-classify DIR --json`, all trust checks on, bundled model, one fresh process "
+        f"per call (start-up included); {report['repeats']} interleaved calls of each revision "
+        f"per folder, median wall time. Baseline {base} ({report['baseline']['commit'][:10]}), "
+        f"current {current} ({report['current']['commit'][:10]}). Machine: "
+        f"{report['machine']['cpus']} CPUs, load average {report['machine']['load_before']} "
+        f"before and {report['machine']['load_after']} after, Python "
+        f"{report['machine']['python']}.",
+        "",
+        "Wall time is what a user waits for; on a shared machine it is noisy, so the CPU "
+        "time of each process (user + system, median) is reported too.",
+        "",
+        f"| folder | scans | {base} median s | current median s | {base} scans/s | "
+        f"current scans/s | speedup (wall) | {base} CPU s | current CPU s | speedup (CPU) | "
+        "records that differ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, row in report["folders"].items():
+        lines.append(
+            f"| {label} | {row['scans']} | {row['median_s'][base]:.2f} | "
+            f"{row['median_s'][current]:.2f} | {row['scans_per_s'][base]:.1f} | "
+            f"{row['scans_per_s'][current]:.1f} | {row['speedup']:.2f}x | "
+            f"{row['median_cpu_s'][base]:.2f} | {row['median_cpu_s'][current]:.2f} | "
+            f"{row['cpu_speedup']:.2f}x | {len(row['differences'])} |")
+    lines += ["", "Records that differ (label, flag, probabilities, confidences, distance, "
+              "reason, error; file names matched):", ""]
+    for label, row in report["folders"].items():
+        listed = row["differences"][:10]
+        lines.append(f"- {label}: {len(row['differences'])}"
+                     + ("" if not listed else ": " + "; ".join(json.dumps(d) for d in listed)))
+    for label, rows in report.get("profile", {}).items():
+        lines += ["", f"Where the current revision spends its time on {label} (cProfile, own "
+                  "time, top functions):", "", "| function | calls | own s | share |",
+                  "|---|---|---|---|"]
+        lines += [f"| `{r['function']}` | {r['calls']} | {r['own_s']:.3f} | {r['share']:.0%} |"
+                  for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _commit(root: Path) -> str:
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lungcnn.benchmarks.throughput",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-rev", required=True, help="git revision to compare with")
+    parser.add_argument("--repeats", type=int, default=5, help="calls per revision and folder")
+    parser.add_argument("--large", type=int, default=300, help="number of large scans")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="results path without suffix (.md and .json are written)")
+    args = parser.parse_args(argv)
+    command = ("python -m lungcnn.benchmarks.throughput --baseline-rev "
+               f"{args.baseline_rev} --repeats {args.repeats} --large {args.large}")
+    load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    with baseline_worktree(args.baseline_rev) as base_root, \
+            tempfile.TemporaryDirectory(prefix="lungcnn-large-") as large:
+        folders = {"test split (640 px)": DATASET / "test",
+                   f"large scans (1-3k px, n={args.large})": Path(large)}
+        write_large_scans(Path(large), args.large)
+        baseline = Revision(args.baseline_rev, base_root, edge_module(base_root))
+        current = Revision("current", REPO, edge_module(REPO))
+        counts = {label: sum(1 for p in folder.rglob("*") if p.is_file())
+                  for label, folder in folders.items()}
+        result = measure([baseline, current], folders, args.repeats, print)
+        print("profiling the current revision", flush=True)
+        report = {
+            "command": command,
+            "repeats": args.repeats,
+            "baseline": {"name": baseline.name, "commit": _commit(base_root)},
+            "current": {"name": current.name, "commit": _commit(REPO)},
+            "folders": summary(result, [baseline.name, current.name], counts),
+            "seconds": result["seconds"],
+            "cpu_seconds": result["cpu_seconds"],
+            "profile": {label: profile_current(current, folder)
+                        for label, folder in folders.items()},
+        }
+    report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                         "load_before": load_before,
+                         "load_after": " ".join(f"{v:.1f}" for v in os.getloadavg())}
+    write_results(args.out, report)
+    for label, row in report["folders"].items():
+        print(f"{label}: {row['speedup']:.2f}x wall, {row['cpu_speedup']:.2f}x CPU "
+              f"({len(row['differences'])} records differ)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""`lungcnn calibrate RUN_DIR`: calibrated confidence and abstention thresholds for a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lungcnn.calibrate.calibration import calibrate_run
+from lungcnn.calibrate.source_rule import apply_rule, read_rule
+from lungcnn.edge.contract import ScanError
+from lungcnn.edge.manifest import ManifestError
+
+EXIT_OK, EXIT_ERROR = 0, 2
+
+
+def calibrate_command(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR|MODEL.tflite",
+            help="A training run directory (model.keras + manifest.json), or one converted "
+            ".tflite model whose manifest carries the run's split.",
+        ),
+    ],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data", metavar="DIR", help="Dataset root.",
+                     show_default="the run manifest's data_dir"),
+    ] = None,
+    loso: Annotated[
+        Path | None,
+        typer.Option("--loso", metavar="RESULTS.json",
+                     help="Then apply the trust rule chosen on held-out sources by "
+                     "`lungcnn loso` (its results JSON) to the .tflite models."),
+    ] = None,
+) -> None:
+    """Fit calibrated confidence and abstention thresholds (for edge-classify's flags).
+
+    Fitted on the run's training and validation files only; written into the run manifest and every model_*.tflite manifest in RUN_DIR (run it again after `lungcnn convert`), or into the manifest of MODEL.tflite.
+
+    Exit codes: 0 done; 2 unusable run, model or data.
+    Not a medical device: do not use for diagnosis without a clinical study."""
+    try:
+        rule = read_rule(loso) if loso is not None else None
+        written = calibrate_run(run_dir, data_dir, echo=typer.echo)
+        models = [p.with_suffix(".tflite") for p in written if rule]
+        for model_path in (m for m in models if m.is_file()):
+            trust = apply_rule(model_path, rule)
+            typer.echo(f"{model_path.name}: held-out-source rule: min confidence "
+                       f"{trust['min_confidence']:.3f}, feature distance <= "
+                       f"{(trust.get('feature_distance') or {}).get('threshold')}")
+    except (ManifestError, ScanError, KeyError, ValueError, OSError) as error:
+        typer.echo(f"lungcnn calibrate: {run_dir}: {error}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None

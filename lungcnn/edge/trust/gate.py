@@ -1,0 +1,183 @@
+"""The X-ray gate: statistics of the scan image compared with those of the training scans.
+
+A scan outside the training range of any statistic is out_of_distribution: a colour photo,
+a document, a blank or a slice image, no chest layout, far less fine detail than any training
+scan. The bounds and the mean training scan (the chest template) come from the manifest's
+"trust" section (`lungcnn calibrate`)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lungcnn.edge.contract import PILLOW_FORMATS, resize_gray
+from lungcnn.edge.manifest import ManifestError
+from lungcnn.edge.trust.signal import (
+    FLAG_OUT_OF_DISTRIBUTION,
+    Evidence,
+    Signal,
+    Verdict,
+    array,
+    number,
+)
+
+TEMPLATE_SIDE = 16
+ANALYSIS_SIDE = 128
+SYMMETRY_SIDE = 64
+
+# statistic -> (which side is suspicious, what an out-of-range value means)
+GATE_FEATURES: dict[str, tuple[str, str]] = {
+    "colourfulness": ("high", "a colour image, not a grayscale X-ray"),
+    "contrast": ("both", "intensity spread unlike any training scan (blank or extreme)"),
+    "edge_density": ("both", "texture unlike an X-ray (noise, text or flat areas)"),
+    "bright_fraction": ("high", "large white areas, as in a document"),
+    "dark_fraction": ("high", "large black areas, as around a CT, MRI or ultrasound image"),
+    "histogram_entropy": ("low", "few distinct gray levels, as in a graphic or a slice image"),
+    "symmetry": ("low", "not left-right symmetric like a chest"),
+    "chest_layout": ("low", "intensity layout unlike a chest X-ray"),
+    "detail": ("low", "far less fine detail than any training scan (low resolution or "
+               "heavy compression)"),
+}
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    bounds: dict[str, tuple[float, float]]  # every GATE_FEATURES statistic: (low, high)
+    template: np.ndarray  # (TEMPLATE_SIDE, TEMPLATE_SIDE) mean training scan
+
+
+def gate_settings(calibration: dict, trust: dict, classes: int) -> GateSettings | None:
+    """The gate of a fitted trust section: every statistic bounded, the template given."""
+    if not trust:
+        return None
+    bounds = trust.get("gate_bounds")
+    if not isinstance(bounds, dict) or set(bounds) != set(GATE_FEATURES):
+        raise ManifestError("trust gate_bounds must bound exactly the statistics "
+                            f"{', '.join(GATE_FEATURES)}")
+    parsed = {}
+    for name in GATE_FEATURES:
+        pair = bounds[name]
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ManifestError(f"trust gate_bounds {name} must be [low, high]")
+        low, high = (number(v, f"trust gate_bounds {name}") for v in pair)
+        if low > high:
+            raise ManifestError(f"trust gate_bounds {name}: low {low:g} > high {high:g}")
+        parsed[name] = (low, high)
+    template = array(trust.get("chest_template"), "trust chest_template", 1)
+    in_range = ((0 <= template) & (template <= 255)).all()
+    if template.size != TEMPLATE_SIDE * TEMPLATE_SIDE or not in_range:
+        raise ManifestError(f"trust chest_template must hold {TEMPLATE_SIDE}x{TEMPLATE_SIDE} "
+                            "values in 0..255")
+    return GateSettings(parsed, template.reshape(TEMPLATE_SIDE, TEMPLATE_SIDE))
+
+
+def check(evidence: Evidence, settings: GateSettings) -> Verdict:
+    statistics = image_features(evidence.gray, evidence.model_input, settings.template,
+                                evidence.colour)
+    failures = gate_failures(statistics, settings.bounds)
+    return Verdict({"features": statistics},
+                   "unlike the training X-rays: " + "; ".join(failures) if failures else None)
+
+
+SIGNAL = Signal("gate", FLAG_OUT_OF_DISTRIBUTION, gate_settings, check)
+
+
+def gate_failures(features: dict[str, float], bounds: dict) -> list[str]:
+    """Reasons, one per statistic outside its training range (empty when the scan passes)."""
+    reasons = []
+    for name, (low, high) in bounds.items():
+        value = features.get(name)
+        if value is None or low <= value <= high:
+            continue
+        meaning = GATE_FEATURES.get(name, ("", "outside the training range"))[1]
+        limit = f"below {low:.3g}" if value < low else f"above {high:.3g}"
+        reasons.append(f"{meaning} ({name} {value:.3g}, {limit})")
+    return reasons
+
+
+def image_features(
+    gray: np.ndarray, model_input: np.ndarray, template: np.ndarray | None, colour: float
+) -> dict[str, float]:
+    """Statistics of a scan that separate chest X-rays from other images.
+
+    `gray` is the decoded 2-D scan, `model_input` what the model sees (its fine detail is
+    what a low-resolution source lacks), `template` the mean training scan at 16 px.
+    """
+    small = resize_gray(gray, ANALYSIS_SIDE)[:, :, 0].astype(np.float64)
+    contrast = small.std()
+    gradient = np.abs(np.diff(small, axis=0)).mean() + np.abs(np.diff(small, axis=1)).mean()
+    half = resize_gray(gray, SYMMETRY_SIDE)[:, :, 0].astype(np.float64)
+    features = {
+        "colourfulness": float(colour),
+        "contrast": float(contrast),
+        "edge_density": float(gradient / (contrast + 1.0)),
+        "bright_fraction": float((small > 240).mean()),
+        "dark_fraction": float((small < 12).mean()),
+        "histogram_entropy": _histogram_entropy(small),
+        "symmetry": _correlation(half, half[:, ::-1]),
+        "detail": _fine_detail(model_input[:, :, 0]),
+    }
+    if template is not None:
+        layout = resize_gray(gray, TEMPLATE_SIDE)[:, :, 0].astype(np.float64)
+        features["chest_layout"] = _correlation(layout, template)
+    return features
+
+
+def _histogram_entropy(pixels: np.ndarray, bins: int = 32) -> float:
+    counts = np.histogram(pixels, bins=bins, range=(0, 256))[0] / pixels.size
+    counts = counts[counts > 0]
+    return float(-(counts * np.log2(counts)).sum())
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    norm = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / norm) if norm > 0 else 0.0
+
+
+def _fine_detail(pixels: np.ndarray) -> float:
+    """Share of the image's detail in its finest octave: low for an enlarged small image."""
+    size = pixels.shape[0]
+    image = Image.fromarray(pixels)
+    values = pixels.astype(np.float64)
+
+    def lost_below(side: int) -> float:
+        restored = image.resize((max(2, side),) * 2, Image.Resampling.BILINEAR).resize(
+            (size, size), Image.Resampling.BILINEAR
+        )
+        return float(np.abs(values - np.asarray(restored, dtype=np.float64)).mean())
+
+    coarse = lost_below(size // 8)
+    return lost_below(size // 2) / coarse if coarse > 0 else 0.0
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler-Suesstrunk colourfulness of an H x W x 3 array."""
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    rg, yb = red - green, 0.5 * (red + green) - blue
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def file_colourfulness(path: str | Path | bytes) -> float:
+    """Colourfulness of the file's colours (0 for grayscale or DICOM)."""
+    if isinstance(path, bytes):
+        path = io.BytesIO(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow's warnings on oddities it reads past (a TIFF tag beyond the end, corrupt
+            # EXIF) were already ignored by the contract's decode; stderr is for errors.
+            warnings.simplefilter("ignore")
+            with Image.open(path, formats=PILLOW_FORMATS) as image:
+                if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+                    return 0.0
+                image.draft("RGB", (256, 256))
+                image.thumbnail((256, 256))
+                rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    except (OSError, ValueError, SyntaxError):
+        return 0.0  # DICOM and other formats the contract decodes without colour
+    return colourfulness(rgb)
