@@ -71,6 +71,9 @@ def classify_archive_command(
     raise typer.Exit(outcome.exit_code)
 
 
+classify_archive_command.__doc__ = HELP
+
+
 def _fail(message: str):
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(EXIT_USAGE)

@@ -115,7 +115,7 @@ def ray_session(address: str, workers: int | None) -> Iterator[None]:
         return
     try:
         if address == "local":
-            ray.init(num_cpus=workers or os.cpu_count() or 1,
+            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
                      _node_ip_address=LOCAL_HOST, runtime_env=code_runtime_env())
         else:
