@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +14,9 @@ from lungcnn.edge.report import NOTICE
 
 PROG = "lungcnn classify-archive"
 EXIT_USAGE = 2
+# Ray's single-machine mode (its default on macOS and Windows): the node's address and every
+# server Ray starts are on 127.0.0.1. Ray reads it when it is imported, so it is set first.
+LOOPBACK_ONLY_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 HELP = f"""Classify every scan of an archive on a Ray cluster (Ray Data), with the same model,
 preprocessing and trust checks as edge-classify.
@@ -54,6 +58,8 @@ def classify_archive_command(
         min=1, help="Ray actors, one CPU each (also the CPUs of a 'local' Ray).",
         show_default="one per CPU of the cluster")] = None,
 ) -> None:
+    if address == "local":
+        keep_ray_on_loopback()
     try:
         from lungcnn.archive import job, output, run, sources as source_listing
     except ImportError as error:
@@ -72,6 +78,12 @@ def classify_archive_command(
 
 
 classify_archive_command.__doc__ = HELP
+
+
+def keep_ray_on_loopback() -> None:
+    """Make a Ray started by this process listen on 127.0.0.1 only (before Ray is imported)."""
+    name, value = LOOPBACK_ONLY_ENV
+    os.environ.setdefault(name, value)
 
 
 def _fail(message: str):

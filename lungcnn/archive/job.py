@@ -32,7 +32,6 @@ from lungcnn.edge.report import ScanResult
 from lungcnn.archive.output import result_row, result_schema, write_part
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
-LOCAL_HOST = "127.0.0.1"
 
 
 class ClusterError(RuntimeError):
@@ -106,8 +105,9 @@ class ArchiveClassifier:
 
 @contextmanager
 def ray_session(address: str, workers: int | None) -> Iterator[None]:
-    """Connect to Ray for the job: `local` starts a private instance on 127.0.0.1 (one CPU
-    per worker, a small object store, no dashboard), `auto` joins the cluster of this machine,
+    """Connect to Ray for the job: `local` starts a private instance (one CPU per worker, a
+    small object store, no dashboard; on 127.0.0.1 only when `cli.keep_ray_on_loopback` ran
+    before Ray was imported), `auto` joins the cluster of this machine,
     `ray://host:port` a remote one. An already initialised Ray (tests, notebooks) is used as
     it is and left running: it must have been started with `code_runtime_env()`."""
     if ray.is_initialized():
@@ -117,7 +117,7 @@ def ray_session(address: str, workers: int | None) -> Iterator[None]:
         if address == "local":
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
-                     _node_ip_address=LOCAL_HOST, runtime_env=code_runtime_env())
+                     runtime_env=code_runtime_env())
         else:
             ray.init(address=address, runtime_env=code_runtime_env())
     except Exception as error:  # noqa: BLE001 - Ray raises several types; all are one line

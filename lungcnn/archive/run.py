@@ -24,7 +24,7 @@ from lungcnn.archive.output import (
     read_results,
     write_run_manifest,
 )
-from lungcnn.archive.sources import SourceError, list_sources
+from lungcnn.archive.sources import Listing, SourceError, list_sources
 
 MAX_LISTED_FAILURES = 1000
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -79,30 +79,40 @@ def run_archive(config: ArchiveConfig) -> RunOutcome:
     if not listing.paths:
         raise SourceError("the sources list no scans")
     previous = prepare_results(config.out, model.sha256)
-    done = set(read_results(config.out, ["path"]).column("path").to_pylist())
-    todo = [(p, e) for p, e in zip(listing.paths, listing.errors) if p not in done]
-    base = _manifest_base(config, model_path, model.sha256, classifier, previous)
-    write_run_manifest(config.out, {**base, "status": "running", "started": started_at})
-    classified = 0
-    if todo:
-        with ray_session(config.address, config.workers):
-            classified = classify_paths([p for p, _ in todo], [e for _, e in todo],
-                                        config.out, model, batch_size=config.batch_size,
-                                        workers=config.workers)
+    base = _manifest_base(config, model_path, model.sha256, classifier)
+    runs = list((previous or {}).get("runs", []))
+    write_run_manifest(config.out, {"status": "running", "started": started_at, **base,
+                                    "runs": runs})
+    skipped, classified = _classify_remaining(config, listing, model)
     results = read_results(config.out, ["path", "status", "flag", "error"])
     check = count_check(results.column("path").to_pylist(), set(listing.paths))
-    outcome = _outcome(results, listing.paths, len(listing.paths) - len(todo), classified,
-                       check, time.perf_counter() - started)
-    run = {"started": started_at, "finished": _now(), "listed": outcome.listed,
-           "skipped": outcome.skipped, "classified": classified,
-           "duplicates_in_sources": listing.duplicates, "workers": config.workers,
-           "batch_size": config.batch_size, "address": config.address}
+    outcome = _outcome(results, listing.paths, skipped, classified, check,
+                       time.perf_counter() - started)
+    finished_at = _now()
+    runs.append({"started": started_at, "finished": finished_at, "listed": outcome.listed,
+                 "skipped": skipped, "classified": classified,
+                 "duplicates_in_sources": listing.duplicates, "workers": config.workers,
+                 "batch_size": config.batch_size, "address": config.address})
     write_run_manifest(config.out, {
-        **base, "status": "complete" if check.passed else "incomplete",
-        "started": started_at, "finished": run["finished"],
-        "counts": _counts(results, outcome), "check": check.to_record(),
-        "failures": _failures(results), "runs": [*base["runs"], run]})
+        "status": "complete" if check.passed else "incomplete", "started": started_at,
+        "finished": finished_at, "counts": _counts(results, outcome),
+        "check": check.to_record(), "failures": _failures(results), **base, "runs": runs})
     return outcome
+
+
+def _classify_remaining(config: ArchiveConfig, listing: Listing,
+                        model: ModelFiles) -> tuple[int, int]:
+    """Classify the listed scans the results folder does not hold yet (resume); how many
+    were skipped and how many rows the pipeline returned."""
+    done = set(read_results(config.out, ["path"]).column("path").to_pylist())
+    todo = [(p, e) for p, e in zip(listing.paths, listing.errors) if p not in done]
+    if not todo:
+        return len(listing.paths), 0
+    with ray_session(config.address, config.workers):
+        classified = classify_paths([p for p, _ in todo], [e for _, e in todo], config.out,
+                                    model, batch_size=config.batch_size,
+                                    workers=config.workers)
+    return len(listing.paths) - len(todo), classified
 
 
 def _outcome(results: pa.Table, listed: tuple[str, ...], skipped: int, classified: int,
@@ -118,7 +128,7 @@ def _outcome(results: pa.Table, listed: tuple[str, ...], skipped: int, classifie
 
 
 def _manifest_base(config: ArchiveConfig, model_path: Path, model_sha256: str,
-                   classifier: Classifier, previous: dict | None) -> dict:
+                   classifier: Classifier) -> dict:
     return {
         "model": {"path": str(Path(model_path).resolve()), "sha256": model_sha256,
                   "manifest_sha256": sha256_file(manifest_path(model_path)),
@@ -130,7 +140,6 @@ def _manifest_base(config: ArchiveConfig, model_path: Path, model_sha256: str,
         "results": str(Path(config.out).resolve() / PARTS_DIR),
         "row_fields": "path, sha256, then the edge-classify --json fields; probabilities is "
                       "a struct with one field per class",
-        "runs": list((previous or {}).get("runs", [])),
     }
 
 

@@ -12,6 +12,10 @@ import pytest
 from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
+from lungcnn.archive.cli import keep_ray_on_loopback
+
+keep_ray_on_loopback()  # before anything imports Ray: the test cluster listens on 127.0.0.1
+
 SCANS_DIR = Path(__file__).resolve().parents[1] / "scans"
 ARCHIVE_SIZE = 240
 OBJECT_STORE_BYTES = 96 * 1024 * 1024
@@ -22,11 +26,11 @@ def ray_cluster():
     """A private Ray on 127.0.0.1 started as `classify-archive --address local` starts one."""
     import ray
 
-    from lungcnn.archive.job import LOCAL_HOST, code_runtime_env
+    from lungcnn.archive.job import code_runtime_env
 
-    ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-             _node_ip_address=LOCAL_HOST, runtime_env=code_runtime_env(),
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=OBJECT_STORE_BYTES,
+             include_dashboard=False, runtime_env=code_runtime_env(), log_to_driver=False)
+    assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
     yield ray
     ray.shutdown()
 

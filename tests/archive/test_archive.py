@@ -166,32 +166,37 @@ def test_resume_skips_scans_already_done(ray_cluster, int8_model, archive,
 # --- a worker killed mid-run -------------------------------------------------------------
 
 
-def map_worker_pids() -> list[int]:
-    """The Ray actor processes running ArchiveClassifier (their title names the class)."""
-    pids = []
+def worker_waiting_on_a_fifo() -> int | None:
+    """The ArchiveClassifier actor process (its title names the class) with a thread blocked
+    opening a FIFO."""
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             command = (entry / "cmdline").read_bytes()
+            waiting = {t.joinpath("wchan").read_text() for t in (entry / "task").iterdir()}
         except OSError:
             continue
-        if entry.name.isdigit() and b"ArchiveClassifier" in command:
-            pids.append(int(entry.name))
-    return pids
+        if b"ArchiveClassifier" in command and "wait_for_partner" in waiting:
+            return int(entry.name)  # one of its threads (Ray runs tasks in one) waits
+    return None
 
 
 def feed_fifo(fifo: Path, data: bytes, stop: threading.Event) -> None:
     """Give `data` to every reader of `fifo` until `stop` (opening blocks until one reads)."""
     while not stop.is_set():
-        with fifo.open("wb") as stream:
-            if not stop.is_set():
+        try:
+            with fifo.open("wb") as stream:
                 stream.write(data)
+        except BrokenPipeError:  # a reader that went away
+            continue
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray workers through /proc")
-def test_killed_workers_lose_and_duplicate_nothing(ray_cluster, int8_model, archive,
-                                                   archive_reference, tmp_path):
-    """A FIFO in the middle of the list holds its batch's task open, so the kill lands while
-    the job is certainly unfinished and one task certainly in flight."""
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds workers in /proc")
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
+        ray_cluster, int8_model, archive, archive_reference, tmp_path):
+    """A FIFO in the middle of the list holds its worker inside a batch, so the kill lands
+    while the job is certainly unfinished and that worker certainly mid-task."""
     files = archive_files(archive)
     fifo = tmp_path / "held-open.png"
     os.mkfifo(fifo)
@@ -202,17 +207,18 @@ def test_killed_workers_lose_and_duplicate_nothing(ray_cluster, int8_model, arch
     job = threading.Thread(target=lambda: outcome.append(
         run_job([manifest], out, int8_model, workers=2, batch_size=batch)))
     job.start()
-    deadline = time.monotonic() + 60
-    while len(part_files(out)) < total_parts // 2 and time.monotonic() < deadline:
+    deadline, waiting = time.monotonic() + 90, None
+    while time.monotonic() < deadline and (waiting is None
+                                           or len(part_files(out)) < total_parts // 2):
         time.sleep(0.05)
-    parts_at_kill, pids = len(part_files(out)), map_worker_pids()
-    assert pids and total_parts // 2 <= parts_at_kill < total_parts
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        waiting = worker_waiting_on_a_fifo()
+    parts_at_kill = len(part_files(out))
+    assert waiting is not None and total_parts // 2 <= parts_at_kill < total_parts
+    os.kill(waiting, signal.SIGKILL)
     stop = threading.Event()
     feeder = threading.Thread(target=feed_fifo, args=(fifo, files[0].read_bytes(), stop))
     feeder.start()
-    job.join(timeout=90)
+    job.join(timeout=120)
     stop.set()
     os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # releases the feeder's open
     feeder.join(timeout=5)
