@@ -133,22 +133,24 @@ def classify_paths(paths: list[str], errors: list[str | None], out_dir: Path,
                    model: ModelFiles, *, batch_size: int, workers: int | None) -> int:
     """Classify `paths` on the connected cluster, writing blocks under `out_dir`; the number
     of rows the pipeline returned (the count check reads the blocks themselves)."""
-    context = ray.data.DataContext.get_current()
-    context.max_errored_blocks = -1  # a block that fails every retry is reported missing
     pool_size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    model_ref = ray.put(model)
+    context = ray.data.DataContext.get_current()  # a dataset copies it when created
+    errored_blocks, context.max_errored_blocks = context.max_errored_blocks, -1
+    model_ref = ray.put(model)  # held here until the job ends, so restarted actors find it
     dataset = ray.data.from_arrow(_blocks(paths, errors, batch_size))
     results = dataset.map_batches(
         ArchiveClassifier,
-        fn_constructor_kwargs={"model_ref": [model_ref], "out_dir": str(out_dir)},
+        # Absolute: workers do not run in the driver's working directory.
+        fn_constructor_kwargs={"model_ref": [model_ref], "out_dir": str(out_dir.resolve())},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=pool_size),
         num_cpus=1,
     )
-    returned = sum(len(batch["path"]) for batch in results.iter_batches(batch_size=None))
-    del model_ref
-    return returned
+    try:  # -1: a block that fails every retry is left out, and reported missing
+        return sum(len(batch["path"]) for batch in results.iter_batches(batch_size=None))
+    finally:
+        context.max_errored_blocks = errored_blocks
 
 
 def code_runtime_env() -> dict:

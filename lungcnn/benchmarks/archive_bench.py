@@ -137,6 +137,9 @@ def summarise(times: dict[str, list[float]], scans: int, sizes: list[int],
     for scenario in SCENARIOS:
         workers = 2 if scenario.endswith("2-workers") else 1
         big, small = medians[f"{scenario}/big"], medians[f"{scenario}/small"]
+        if big <= small:
+            raise SystemExit(f"{scenario}: the {scans}-scan archive was not slower than the "
+                             f"{SMALL_ARCHIVE}-scan one (noise): use more --scans")
         per_scan = (big - small) / (scans - SMALL_ARCHIVE)  # wall seconds per extra scan
         scenarios[scenario] = {
             "workers": workers, "median_s": round(big, 2),
@@ -192,7 +195,7 @@ def markdown(result: dict) -> str:
         f"Real X-rays (the vendored dataset's files copied round-robin, mean "
         f"{result['mean_scan_bytes'] / 1e3:.0f} kB), the bundled model; wall time of the "
         f"whole job, median of {result['repeats']} rounds. `edge-classify DIR --json` is one "
-        "process (start-up included); `classify-archive` runs in an already started local Ray "
+        "process with the interpreter's default threads (start-up included); `classify-archive` runs in an already started local Ray "
         f"(Ray's own start-up, {result['ray_start_s']} s here, excluded) and includes listing, "
         "actor start-up, Parquet blocks, the count check and the run manifest. The fixed cost "
         f"and steady rate come from a second, {result['small_archive']}-scan archive timed in "

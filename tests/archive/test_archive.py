@@ -89,9 +89,10 @@ def archive_files(archive: Path) -> list[Path]:
 
 
 def test_every_row_is_the_edge_classify_record_bad_files_included(
-        ray_cluster, int8_model, archive, mixed_archive, archive_reference, edge_json, tmp_path):
+        ray_cluster, int8_model, archive, mixed_archive, archive_reference, edge_json, tmp_path,
+        monkeypatch):
     """One run over the generated archive (a folder) and a mixed one (a CSV manifest with
-    relative paths, bad files, a missing file and a folder)."""
+    relative paths, bad files, a missing file and a folder), into a relative --out."""
     folder = tmp_path / "a-folder.png"
     folder.mkdir()
     names = sorted(p.name for p in mixed_archive.iterdir())
@@ -99,7 +100,8 @@ def test_every_row_is_the_edge_classify_record_bad_files_included(
     manifest = write_manifest(mixed_archive.parent / "mixed.csv",
                               [f"{mixed_archive.name}/{n}" for n in names] + mixed[-2:])
     out = tmp_path / "results"
-    result = invoke(archive, manifest, "--out", out, "--model", int8_model,
+    monkeypatch.chdir(tmp_path)
+    result = invoke(archive, manifest, "--out", "results", "--model", int8_model,
                     "--batch-size", 16, "--workers", 2)
     listed = len(archive_reference) + len(mixed)
     assert result.exit_code == 1, result.output
