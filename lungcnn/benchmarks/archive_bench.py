@@ -1,8 +1,12 @@
-"""`python -m lungcnn.benchmarks.archive_bench`: `classify-archive` on a local Ray with 1 and
-2 workers against `edge-classify DIR --json` in one process, side by side in one run, on an
+"""`python -m lungcnn.benchmarks.archive_bench`: `lungcnn classify-archive` with 1 and 2
+workers against `edge-classify DIR --json` in one process, side by side in one run, on an
 archive of real X-rays (the vendored dataset's files, copied round-robin), with the bundled
 model; plus a paper estimate for 1M scans on N nodes from the measured per-scan cost and the
 observed scaling. Writes NAME.json and NAME.md under --out.
+
+Both are timed as a user runs them, as commands in their own process. classify-archive is
+pointed (`--address 127.0.0.1:PORT`) at a Ray head this benchmark starts once on this machine
+(`ray start --head --block`, on 127.0.0.1, stopped at the end), as at an existing cluster.
 """
 
 from __future__ import annotations
@@ -10,19 +14,20 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lungcnn.archive.cli import keep_ray_on_loopback
-from lungcnn.benchmarks.bench import machine_info
+from lungcnn.benchmarks.machine import machine_info
 from lungcnn.edge.contract import is_image_file
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.report import NOTICE
@@ -34,6 +39,10 @@ NODE_COUNTS = (1, 4, 16, 64)
 CORES_PER_NODE = 16  # an assumption of the paper estimate, not a measurement
 OBJECT_STORE_BYTES = 256 * 1024 * 1024
 SCENARIOS = ("edge-classify", "archive-1-worker", "archive-2-workers")
+# Ray's single-machine mode: the head and every command run against it stay on 127.0.0.1
+# (the variable classify-archive --address local sets).
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+       "RAY_AUTH_MODE": "token"}  # the head and its clients share ~/.ray/auth_token
 
 
 def main(
@@ -46,7 +55,6 @@ def main(
     = REPO / "benchmarks" / "results",
     name: Annotated[str, typer.Option(help="Base name of the result files.")] = "archive",
 ) -> None:
-    keep_ray_on_loopback()
     command = "python -m lungcnn.benchmarks.archive_bench" + "".join(
         f" --{flag} {shlex.quote(str(value))}" for flag, value, default in
         (("scans", scans, 2000), ("repeats", repeats, 3), ("name", name, "archive"))
@@ -56,8 +64,8 @@ def main(
         big, small = Path(scratch) / "big", Path(scratch) / "small"
         sizes = build_archive(data, big, scans)
         build_archive(data, small, SMALL_ARCHIVE)
-        ray_start_s = start_ray()
-        times = measure(big, small, Path(scratch), repeats)
+        with ray_head() as (address, ray_start_s):
+            times = measure(big, small, Path(scratch), repeats, address)
     result = summarise(times, scans, sizes, repeats)
     result.update({"name": name, "command": command, "date": date,
                    "machine": machine_info(load_start), "ray_start_s": round(ray_start_s, 2),
@@ -84,50 +92,72 @@ def build_archive(data_dir: Path, folder: Path, count: int) -> list[int]:
     return sizes
 
 
-def start_ray() -> float:
-    """A local Ray as `classify-archive --address local` starts one, on this machine's 2
-    CPUs; its start-up time."""
-    import ray
-
-    from lungcnn.archive.job import code_runtime_env
-
+@contextmanager
+def ray_head():
+    """A Ray head on 127.0.0.1 with this machine's 2 CPUs and a small object store, stopped
+    (by its own process, never `ray stop`, which would stop every Ray here) at the end;
+    yields its address and its start-up time."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = str(Path(sys.executable).with_name("ray"))
     started = time.perf_counter()
-    ray.init(address="local", num_cpus=2, object_store_memory=OBJECT_STORE_BYTES,
-             include_dashboard=False, runtime_env=code_runtime_env(), log_to_driver=False)
-    return time.perf_counter() - started
+    head = subprocess.Popen([ray, "start", "--head", "--block", f"--port={port}",
+                             "--num-cpus=2", f"--object-store-memory={OBJECT_STORE_BYTES}",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, head)
+        yield f"127.0.0.1:{port}", time.perf_counter() - started
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
 
 
-def measure(big: Path, small: Path, scratch: Path, repeats: int) -> dict[str, list[float]]:
+def _wait_for_port(port: int, head: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and head.poll() is None:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise SystemExit("the Ray head did not start")
+
+
+def measure(big: Path, small: Path, scratch: Path, repeats: int,
+            address: str) -> dict[str, list[float]]:
     """Wall seconds of every scenario on both archives, `repeats` rounds, rotating order."""
     times: dict[str, list[float]] = {f"{s}/{a}": [] for s in SCENARIOS for a in ("big", "small")}
     for round_index in range(repeats):
         order = SCENARIOS[round_index % 3:] + SCENARIOS[:round_index % 3]
         for scenario in order:
             for archive, folder in (("big", big), ("small", small)):
-                seconds = run_scenario(scenario, folder, scratch / f"out-{round_index}-"
-                                       f"{scenario}-{archive}")
+                out = scratch / f"out-{round_index}-{scenario}-{archive}"
+                seconds = run_scenario(command_of(scenario, folder, out, address))
                 times[f"{scenario}/{archive}"].append(seconds)
                 print(f"round {round_index + 1}/{repeats} {scenario} {archive}: "
                       f"{seconds:.1f} s", flush=True)
     return times
 
 
-def run_scenario(scenario: str, folder: Path, out: Path) -> float:
-    started = time.perf_counter()
+def command_of(scenario: str, folder: Path, out: Path, address: str) -> list[str]:
     if scenario == "edge-classify":
-        completed = subprocess.run([sys.executable, "-m", "lungcnn.edge", str(folder), "--json"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env={**os.environ, "PYTHONPATH": str(REPO)}, text=True)
-        if completed.returncode not in (0, 1):
-            raise SystemExit(f"edge-classify failed: {completed.stderr.strip()[-500:]}")
-        return time.perf_counter() - started
-    from lungcnn.archive.run import ArchiveConfig, run_archive
+        return [sys.executable, "-m", "lungcnn.edge", str(folder), "--json"]
+    workers = "1" if scenario == "archive-1-worker" else "2"
+    return [sys.executable, "-m", "lungcnn", "classify-archive", str(folder), "--out", str(out),
+            "--address", address, "--workers", workers]
 
-    workers = 1 if scenario == "archive-1-worker" else 2
-    outcome = run_archive(ArchiveConfig((str(folder),), out, workers=workers))
-    if not outcome.check.passed:
-        raise SystemExit(f"{scenario}: count check failed: {outcome.summary(out)}")
-    return time.perf_counter() - started
+
+def run_scenario(command: list[str]) -> float:
+    """Wall seconds of the command; exit 0 or 1 (some scans failed) is a finished run."""
+    started = time.perf_counter()
+    completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=ENV, text=True)
+    seconds = time.perf_counter() - started
+    if completed.returncode not in (0, 1):
+        raise SystemExit(f"{shlex.join(command)} exited {completed.returncode}: "
+                         f"{completed.stderr.strip()[-800:]}")
+    return seconds
 
 
 def summarise(times: dict[str, list[float]], scans: int, sizes: list[int],
@@ -195,8 +225,10 @@ def markdown(result: dict) -> str:
         f"Real X-rays (the vendored dataset's files copied round-robin, mean "
         f"{result['mean_scan_bytes'] / 1e3:.0f} kB), the bundled model; wall time of the "
         f"whole job, median of {result['repeats']} rounds. `edge-classify DIR --json` is one "
-        "process with the interpreter's default threads (start-up included); `classify-archive` runs in an already started local Ray "
-        f"(Ray's own start-up, {result['ray_start_s']} s here, excluded) and includes listing, "
+        "process with the interpreter's default threads; `lungcnn classify-archive` is also one "
+        "command, pointed at a Ray head (2 CPUs, on 127.0.0.1) started once for the benchmark, "
+        f"as at an existing cluster (its start-up, {result['ray_start_s']} s here, excluded); "
+        "both include their process start-up, and classify-archive also listing, connecting, "
         "actor start-up, Parquet blocks, the count check and the run manifest. The fixed cost "
         f"and steady rate come from a second, {result['small_archive']}-scan archive timed in "
         "the same rounds.", "",
