@@ -245,8 +245,8 @@ def markdown(result: dict) -> str:
               f"- archive, 2 workers / 1 worker: **{ratios['archive_2_vs_1']}** (whole job), "
               f"**{ratios['steady_2_vs_1']}** (steady rate, fixed cost removed)", "",
               f"## Paper estimate: {estimate_['scans']:,} scans on N nodes", "",
-              f"Not measured: {estimate_['worker_s_per_scan']} s per scan on one worker "
-              f"(measured above) and a parallel efficiency of "
+              f"An estimate, not a measurement: {estimate_['worker_s_per_scan']} s per scan on "
+              f"one worker (measured above) and a parallel efficiency of "
               f"{estimate_['parallel_efficiency']} per worker (the steady 2-vs-1 scaling "
               "observed here, where Ray, the driver and other tenants share the same 2 cores, so "
               f"likely pessimistic), on nodes of {estimate_['cores_per_node']} cores (an "

@@ -280,6 +280,16 @@ def test_help_names_the_exit_codes_and_the_top_cli_does_not_import_ray():
                    env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def test_without_the_scale_extra_it_exits_2_naming_it(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None  # as if Ray were not installed\n"
+            "from lungcnn.cli import app\n"
+            f"app(['classify-archive', {str(tmp_path)!r}, '--out', {str(tmp_path / 'o')!r}])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert "needs the [scale] extra (pip install 'lungcnn[scale]')" in result.stderr
+
+
 def test_a_failed_count_check_is_exit_3():
     check = count_check(["a", "b", "b"], {"a", "b", "c"})
     assert (check.rows, check.unique_paths, check.missing, check.duplicated) == (3, 2, 1, 1)
