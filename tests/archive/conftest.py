@@ -21,9 +21,10 @@ ARCHIVE_SIZE = 240
 OBJECT_STORE_BYTES = 96 * 1024 * 1024
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A private Ray on 127.0.0.1 started as `classify-archive --address local` starts one."""
+    """A private Ray on 127.0.0.1 started as `classify-archive --address local` starts one:
+    once, for the one module that uses it, and stopped before the rest of the suite runs."""
     import ray
 
     from lungcnn.archive.job import code_runtime_env
