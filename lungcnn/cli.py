@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import typer
 
+from lungcnn.archive.cli import classify_archive_command
 from lungcnn.benchmarks.cli import bench_command
 from lungcnn.benchmarks.loso_cli import loso_command
 from lungcnn.benchmarks.probe import probe_command
@@ -37,6 +38,7 @@ app.command("loso")(loso_command)
 app.command("probe")(probe_command)
 app.command("bundle")(bundle_command)
 app.add_typer(data_app, name="data")
+app.command("classify-archive")(classify_archive_command)
 
 
 def main() -> None:
