@@ -4,7 +4,7 @@
     result = Classifier().classify("scan.png")   # the bundled model; no TensorFlow needed
     result.to_dict()                             # the `edge-classify --json` record
 
-Not a medical device: do not use for diagnosis without a clinical study.
+Not a medical device (the notice every output carries: `lungcnn.edge.errors.NOTICE`).
 """
 
 __all__ = ["Classifier", "ScanResult"]

@@ -18,12 +18,15 @@ from typing import Annotated
 
 import typer
 
+from lungcnn.edge.errors import EXIT_OK, EXIT_USAGE, fail  # noqa: F401 - EXIT_OK too
+
+EXIT_ERROR = EXIT_USAGE  # missing, uncalibrated or unusable model, or unwritable folder
+
 # The device kernel (numpy, the TFLite runtime) is imported when the command runs, so that
 # `lungcnn --help` stays fast.
 
 SOURCE_NAME = "model_int8.tflite"
 CALIBRATED_SECTIONS = ("calibration", "trust")
-EXIT_OK, EXIT_ERROR = 0, 2
 
 
 class BundleError(ValueError):
@@ -111,12 +114,11 @@ def bundle_command(
     manifest, that it is calibrated, and that it loads; the old pair is replaced only then.
 
     Exit codes: 0 bundled; 2 missing, uncalibrated or unusable model, or unwritable folder.
-    Not a medical device: do not use for diagnosis without a clinical study."""
+    Not a medical device (lungcnn.edge.errors.NOTICE)."""
     try:
         target = bundle_model(run_dir, to)
     except BundleError as error:
-        typer.echo(f"lungcnn bundle: error: {error}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
+        fail(str(error), EXIT_ERROR, prog="lungcnn bundle")
     manifest = json.loads(target.with_suffix(".json").read_text())
     typer.echo(f"bundled {run_dir / SOURCE_NAME} as {target} "
                f"(sha256 {manifest['tflite_sha256'][:12]}, {target.stat().st_size} bytes)")

@@ -20,13 +20,13 @@ from lungcnn.benchmarks.loso_cli import loso_command
 from lungcnn.benchmarks.probe import probe_command
 from lungcnn.bundle import bundle_command
 from lungcnn.convert.cli import convert_command
+from lungcnn.edge.errors import NOTICE
 from lungcnn.calibrate.cli import calibrate_command
 from lungcnn.trainer.cli import train_command
 from lungcnn.trainer.datacheck import data_app
 
 app = typer.Typer(
-    help="lungcnn workbench: train, check data, convert to TFLite and benchmark. "
-    "Not a medical device: do not use for diagnosis without a clinical study.",
+    help=f"lungcnn workbench: train, check data, convert to TFLite and benchmark. {NOTICE}",
     no_args_is_help=True,
     add_completion=False,
 )

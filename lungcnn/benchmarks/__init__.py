@@ -2,5 +2,5 @@
 
 `lungcnn bench` (or `python -m lungcnn.benchmarks`) measures quality, latency, cost and robustness
 in one run and writes benchmarks/results/<name>.json, .md and plots.
-Not a medical device: do not use for diagnosis without a clinical study.
+Not a medical device (the notice every output carries: `lungcnn.edge.errors.NOTICE`).
 """

@@ -18,9 +18,7 @@ from lungcnn.benchmarks.config import (
     QUICK_TIMED_CALLS,
     QUICK_WARMUP_CALLS,
 )
-
-NOTICE = "Not a medical device: do not use for diagnosis without a clinical study."
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from lungcnn.edge.errors import EXIT_FAILED, EXIT_USAGE, NOTICE, fail
 
 
 def bench_command(
@@ -71,14 +69,14 @@ def bench_command(
     from lungcnn.benchmarks.config import BenchConfig
     from lungcnn.benchmarks.testset import TestSetError
     from lungcnn.benchmarks.worker import WorkerError
-    from lungcnn.edge.contract import first_line
+    from lungcnn.edge.errors import first_line
     from lungcnn.edge.manifest import ManifestError
     from lungcnn.edge.runtime import ModelError
     from lungcnn.trainer.dataset import DatasetError, UnreadableScans
 
     runs = tuple(run) if run else tuple(default_runs())
     if not runs:
-        _fail(EXIT_USAGE, "no run to benchmark: train one (`lungcnn train`) or pass --run RUN_DIR")
+        fail("no run to benchmark: train one (`lungcnn train`) or pass --run RUN_DIR")
     try:
         config = BenchConfig(
             runs=runs, out_dir=out, name=name, data_dir=data, seeds=seeds, quick=quick,
@@ -88,18 +86,18 @@ def bench_command(
                 "heatmap_calls": QUICK_HEATMAP_CALLS} if quick else {}),
         )
     except ValueError as error:
-        _fail(EXIT_USAGE, f"invalid option: {error}")
+        fail(f"invalid option: {error}", EXIT_USAGE)
     typer.echo(f"benchmarking {', '.join(str(r) for r in runs)}", err=True)
     try:
         measured = run_benchmark(config, command_line(config), log=lambda m: typer.echo(m, err=True))
     except (BenchError, ManifestError, ModelError, TestSetError, DatasetError, UnreadableScans) as error:
-        _fail(EXIT_USAGE, str(error))
+        fail(str(error), EXIT_USAGE)
     except WorkerError as error:
-        _fail(EXIT_FAILED, str(error))
+        fail(str(error), EXIT_FAILED)
     try:
         paths = write_results(measured, config.out_dir, config.name)
     except OSError as error:
-        _fail(EXIT_USAGE, f"cannot write the results into {config.out_dir}: {first_line(error)}")
+        fail(f"cannot write the results into {config.out_dir}: {first_line(error)}", EXIT_USAGE)
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} "
                f"in {measured.result['elapsed_s']:.0f} s")
     typer.echo(NOTICE)
@@ -119,10 +117,6 @@ def command_line(config) -> str:
     words += ["--quick"] if config.quick else []
     return shlex.join(words)
 
-
-def _fail(code: int, message: str):
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 app = typer.Typer(add_completion=False, help=f"lungcnn benchmarks. {NOTICE}")

@@ -13,7 +13,7 @@ import typer
 from lungcnn.benchmarks.loso import LosoConfig, run_loso
 from lungcnn.benchmarks.loso_report import MAX_RIGHT_FLAGGED, loso_report
 from lungcnn.edge.manifest import write_json_atomic
-from lungcnn.edge.report import NOTICE
+from lungcnn.edge.errors import NOTICE, fail
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import DatasetError
 
@@ -121,5 +121,4 @@ def _f(value: float | None) -> str:
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    fail(message)

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import CLASS_NAMES, read_grayscale
+from lungcnn.edge.contract import CLASS_NAMES
+from lungcnn.edge.decode import decode_scan
 from lungcnn.edge.trust import (
     FLAG_OK,
     FLAG_OUT_OF_DISTRIBUTION,
     FLAG_UNCERTAIN,
     TrustSettings,
     assess,
-    file_colourfulness,
 )
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import Sample, decode_scans, list_split
@@ -85,9 +85,8 @@ def held_out_class(spec, config, data_dir: Path, scans: list[Sample], label: int
                                            len(CLASS_NAMES))
 
     def assessed(samples: list[Sample]) -> dict:
-        results = [assess(model, read_grayscale(data_dir / s.rel_path), settings,
-                          file_colourfulness(data_dir / s.rel_path))
-                   for s in samples]
+        scans = (decode_scan(data_dir / s.rel_path) for s in samples)
+        results = [assess(model, scan.gray, settings, scan.colourfulness) for scan in scans]
         return flag_summary(results, np.array([s.label for s in samples]))
 
     return {"unseen": assessed(unseen), "seen_val": assessed(val),

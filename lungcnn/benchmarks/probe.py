@@ -22,7 +22,9 @@ import numpy as np
 import typer
 
 from lungcnn.edge.api import Classifier
-from lungcnn.edge.contract import CLASS_NAMES, ScanError, load_scan
+from lungcnn.edge.contract import CLASS_NAMES, load_scan
+from lungcnn.edge.decode import ScanError
+from lungcnn.edge.errors import fail
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.model import run_all
 from lungcnn.edge.runtime import ModelError
@@ -102,8 +104,7 @@ def probe_command(
             for path in model:
                 rows[str(path)] = probe_scores(model_features(path, root, samples), samples)
     except (DatasetError, ModelError, ScanError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(error))
     result = {"command": "lungcnn " + shlex.join(["probe", *sys.argv[2:]]),
               "scans": len(samples), "folds": FOLDS, "probes": rows}
     out.mkdir(parents=True, exist_ok=True)

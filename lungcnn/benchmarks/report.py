@@ -14,10 +14,10 @@ from lungcnn.benchmarks.tables import (
     spread,
     variant_rows,
 )
+from lungcnn.edge.errors import NOTICE as DEVICE_NOTICE
 from lungcnn.trainer.metrics import format_with_ci
 
-NOTICE = ("Not a medical device: these numbers describe software, not diagnostic performance; "
-          "do not use for diagnosis without a clinical study.")
+NOTICE = f"These numbers describe software, not diagnostic performance. {DEVICE_NOTICE}"
 
 
 def write_markdown(result: dict, path: Path, artifacts: dict[str, Path]) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lungcnn.edge.acquisition import ACQUISITION_CHANGES, Change, original
-from lungcnn.edge.contract import read_grayscale
+from lungcnn.edge.decode import read_grayscale
 
 
 def label_stability(

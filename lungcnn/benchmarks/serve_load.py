@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lungcnn.benchmarks.serve_process import HOST, REPO_ROOT, ServerProcess
+from lungcnn.edge.errors import NOTICE as DEVICE_NOTICE
 
 SCANS_DIR = REPO_ROOT / "tests" / "scans"
 BOUNDARY = "lungcnn-load-boundary"
-NOTICE = "Not a medical device: these numbers describe software, not diagnostic performance."
+NOTICE = f"These numbers describe software, not diagnostic performance. {DEVICE_NOTICE}"
 
 
 @dataclass

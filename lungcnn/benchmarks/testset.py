@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import ScanError, read_grayscale, resize_gray
+from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.decode import ScanError, read_grayscale
 from lungcnn.trainer.dataset import (
     DatasetError,
     Sample,

@@ -30,7 +30,8 @@ from lungcnn.edge.acquisition import (
     jpeg_roundtrip,
     shrink_longest_side,
 )
-from lungcnn.edge.contract import read_grayscale, resize_gray
+from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.decode import DecodedScan, decode_scan
 from lungcnn.edge.heatmap import occlusion_heatmap
 from lungcnn.edge.runtime import TFLiteClassifier
 from lungcnn.edge.trust import (
@@ -38,7 +39,6 @@ from lungcnn.edge.trust import (
     FLAG_OUT_OF_DISTRIBUTION,
     apply_temperature,
     assess,
-    file_colourfulness,
 )
 
 COVERAGES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
@@ -111,15 +111,17 @@ def evaluate_trust(
     image files (`benchmarks.ood_images.write_non_xray_images`); `proxies` as from
     `shift_proxies` (default: all of them), `threads` for the model (the heatmap: one).
 
-    Every scan is assessed as `edge-classify` assesses it (`assess_file`: the thresholds
+    Every scan is assessed as `edge-classify` assesses it (`assess_scan`: the thresholds
     of the model's manifest, the colour of the scan's file), so a check added to
     `edge.trust` is measured here too."""
     classifier = TFLiteClassifier(model_path, threads=threads)
     settings, size, labels = classifier.trust_settings, classifier.input_size, test_set.labels
+    colours = [decode_scan(path).colourfulness for path in test_set.paths]
 
     def assess_all(change: Change | None = None) -> list:
-        return [assess_file(classifier, path, gray if change is None else change(gray, size))
-                for path, gray in zip(test_set.paths, test_set.grays)]
+        return [assess_scan(classifier, DecodedScan(gray if change is None
+                                                    else change(gray, size), colour))
+                for gray, colour in zip(test_set.grays, colours)]
 
     clean = assess_all()
     raw = np.stack([a.raw_probabilities for a in clean])
@@ -151,8 +153,7 @@ def evaluate_trust(
 
 def non_xray_refusal(classifier: TFLiteClassifier, paths: list[Path]) -> dict:
     """How many of the non-X-ray image files `paths` are refused or flagged."""
-    flags = {path.stem: assess_file(classifier, path, read_grayscale(path)).flag
-             for path in paths}
+    flags = {path.stem: assess_scan(classifier, decode_scan(path)).flag for path in paths}
     return {
         "n": len(flags),
         "refused_rate": float(np.mean([f == FLAG_OUT_OF_DISTRIBUTION for f in flags.values()])),
@@ -170,9 +171,9 @@ def heatmap_time(model_path: Path, grays: list[np.ndarray], size: int) -> dict:
     return distribution_ms(samples)
 
 
-def assess_file(classifier: TFLiteClassifier, path: Path, gray: np.ndarray):
-    """`assess` of the decoded scan `gray` of the file `path` as `edge-classify` does it."""
-    return assess(classifier, gray, classifier.trust_settings, file_colourfulness(path))
+def assess_scan(classifier: TFLiteClassifier, scan: DecodedScan):
+    """`assess` of a decoded scan as `edge-classify` does it."""
+    return assess(classifier, scan.gray, classifier.trust_settings, scan.colourfulness)
 
 
 def _line(name: str, summary: dict) -> str:

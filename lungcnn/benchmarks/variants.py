@@ -8,7 +8,7 @@ from pathlib import Path
 from lungcnn.benchmarks.errors import BenchError
 from lungcnn.benchmarks.runtimes import KERAS, LITERT, runtime_of
 from lungcnn.convert.quantize import QUANTIZATIONS
-from lungcnn.edge.contract import first_line
+from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import read_manifest
 
 

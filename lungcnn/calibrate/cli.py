@@ -9,10 +9,11 @@ import typer
 
 from lungcnn.calibrate.calibration import calibrate_run
 from lungcnn.calibrate.source_rule import apply_rule, read_rule
-from lungcnn.edge.contract import ScanError
+from lungcnn.edge.decode import ScanError
+from lungcnn.edge.errors import EXIT_OK, EXIT_USAGE, fail  # noqa: F401 - EXIT_OK too
 from lungcnn.edge.manifest import ManifestError
 
-EXIT_OK, EXIT_ERROR = 0, 2
+EXIT_ERROR = EXIT_USAGE  # unusable run, model or data
 
 
 def calibrate_command(
@@ -41,7 +42,7 @@ def calibrate_command(
     Fitted on the run's training and validation files only; written into the run manifest and every model_*.tflite manifest in RUN_DIR (run it again after `lungcnn convert`), or into the manifest of MODEL.tflite.
 
     Exit codes: 0 done; 2 unusable run, model or data.
-    Not a medical device: do not use for diagnosis without a clinical study."""
+    Not a medical device (lungcnn.edge.errors.NOTICE)."""
     try:
         rule = read_rule(loso) if loso is not None else None
         written = calibrate_run(run_dir, data_dir, echo=typer.echo)
@@ -52,5 +53,4 @@ def calibrate_command(
                        f"{trust['min_confidence']:.3f}, feature distance <= "
                        f"{(trust.get('feature_distance') or {}).get('threshold')}")
     except (ManifestError, ScanError, KeyError, ValueError, OSError) as error:
-        typer.echo(f"lungcnn calibrate: {run_dir}: {error}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
+        fail(f"{run_dir}: {error}", EXIT_ERROR, prog="lungcnn calibrate")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from lungcnn.edge.acquisition import REACQUISITIONS, reacquisitions
-from lungcnn.edge.contract import ScanError, read_grayscale, resize_gray
+from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.decode import ScanError, decode_scan
 from lungcnn.edge.model import Model, run_all
-from lungcnn.edge.trust import file_colourfulness
 from lungcnn.trainer.dataset import label_of
 
 
@@ -21,10 +21,10 @@ def load_split(data_dir: Path, rel_paths: list[str], class_names) -> list[tuple]
         path = data_dir / rel
         label = label_of(rel, class_names)
         try:
-            gray = read_grayscale(path)
+            scan = decode_scan(path)
         except ScanError as error:
             raise ScanError(f"{path}: {error}") from None
-        items.append((gray, label, file_colourfulness(path)))
+        items.append((scan.gray, label, scan.colourfulness))
     return items
 
 

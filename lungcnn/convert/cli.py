@@ -12,6 +12,7 @@ import typer
 from lungcnn.convert.converter import Conversion, ConvertOptions, convert_keras_run
 from lungcnn.convert.errors import ConvertError
 from lungcnn.convert.quantize import IO_TYPES, QUANTIZATIONS
+from lungcnn.edge.errors import NOTICE, fail
 
 Quantize = Enum("Quantize", {name: name for name in (*QUANTIZATIONS, "all")}, type=str)
 IoType = Enum("IoType", {name: name for name in IO_TYPES}, type=str)
@@ -99,8 +100,7 @@ def convert_command(
     try:
         conversions = convert_keras_run(model, options)
     except ConvertError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
+        fail(str(error), error.exit_code)
     _report(conversions, min_agreement)
 
 
@@ -117,7 +117,7 @@ def _report(conversions: list[Conversion], min_agreement: float) -> None:
                 err=True,
             )
     typer.echo(summary_table(conversions))
-    typer.echo("Accuracy on a small public dataset; not a medical device.")
+    typer.echo(f"Accuracy on a small public dataset. {NOTICE}")
 
 
 def _skipped_lines(conversions: list[Conversion]) -> list[str]:
@@ -205,7 +205,7 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-app = typer.Typer(add_completion=False, help="Convert a Keras run to TFLite. Not a medical device.")
+app = typer.Typer(add_completion=False, help=f"Convert a Keras run to TFLite. {NOTICE}")
 app.command()(convert_command)
 
 

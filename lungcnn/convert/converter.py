@@ -33,7 +33,7 @@ from lungcnn.convert.representative import (
 )
 from lungcnn.convert.source import KerasSource, load_source
 from lungcnn.convert.tflite_manifest import runtime_name, tflite_manifest
-from lungcnn.edge.contract import first_line
+from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import write_bytes_atomic, write_json_atomic
 from lungcnn.edge.runtime import ModelError
 from lungcnn.trainer.keras_model import KerasModel

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-EXIT_USAGE = 2  # bad arguments or inputs: model, representative folder, data, output path
-EXIT_PARITY = 1  # --strict: the TFLite model disagrees with Keras too often
+from lungcnn.edge.errors import EXIT_FAILED, EXIT_USAGE
+
+EXIT_PARITY = EXIT_FAILED  # --strict: the TFLite model disagrees with Keras too often
+# EXIT_USAGE: bad arguments or inputs: model, representative folder, data, output path
 
 
 class ConvertError(Exception):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lungcnn.convert.errors import ConvertError
-from lungcnn.convert.scans import load_scans
+from lungcnn.convert.scans import load_scans, split_name
 from lungcnn.edge.model import Model, run_all
 from lungcnn.edge.runtime import TFLiteClassifier, interpreter_class, split_outputs
 from lungcnn.trainer.dataset import DatasetError, label_of
@@ -26,7 +26,7 @@ class EvalSplit:
     """One split's decoded scans, their labels and the Keras model's probabilities."""
 
     name: str
-    files: tuple[str, ...]  # paths relative to the data folder, as in the run manifest
+    files: tuple[str, ...]  # as the run manifest names them (`convert.scans.split_name`)
     labels: np.ndarray
     images: np.ndarray
     keras_probs: np.ndarray
@@ -48,7 +48,7 @@ def load_eval_splits(
                 f"none of the {len(rels)} '{name}' files of the run is readable under "
                 f"{data_dir} (first: {batch.skipped[0]})"
             )
-        files = tuple(path.relative_to(data_dir).as_posix() for path in batch.paths)
+        files = tuple(split_name(path, data_dir) for path in batch.paths)
         probs = run_all(keras_model, batch.images, chunk=8)[0]
         splits[name] = EvalSplit(
             name, files, _labels(files, class_names), batch.images, probs, batch.skipped

@@ -16,7 +16,7 @@ import numpy as np
 
 from lungcnn.convert.errors import ConvertError
 from lungcnn.convert.scans import files_digest, load_scans
-from lungcnn.edge.contract import is_image_file
+from lungcnn.edge.decode import is_image_file
 from lungcnn.trainer.dataset import DatasetError, list_split
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import ScanError, load_scan
+from lungcnn.edge.contract import load_scan
+from lungcnn.edge.decode import ScanError
 from lungcnn.edge.manifest import sha256_file
 
 
@@ -36,8 +37,17 @@ def load_scans(paths: Sequence[Path], size: int) -> ScanBatch:
 
 
 def files_digest(paths: Sequence[Path], root: Path) -> str:
-    """SHA-256 over each file's name (relative to `root`) and content hash, in order."""
+    """SHA-256 over each file's name (`split_name`) and content hash, in order."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(f"{Path(path).relative_to(root).as_posix()}\t{sha256_file(path)}\n".encode())
+        digest.update(f"{split_name(path, root)}\t{sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def split_name(path: Path, root: Path) -> str:
+    """A file's name as a run's split lists it: relative to the dataset root, or absolute when
+    the split names an absolute path outside it (a hand-made run manifest may)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()

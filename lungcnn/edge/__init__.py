@@ -1,4 +1,4 @@
 """lungcnn edge: classify chest X-rays with a TFLite model, without TensorFlow.
 
-Not a medical device: do not use for diagnosis without a clinical study.
+Not a medical device (the notice every output carries: `lungcnn.edge.errors.NOTICE`).
 """

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from lungcnn.edge.contract import read_grayscale, resize_gray
+from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.decode import read_grayscale
 
 JPEG_QUALITY = 50
 CONTRAST_FACTOR = 0.85

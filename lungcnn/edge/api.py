@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lungcnn.edge.contract import ScanError, read_grayscale, resize_gray
+from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.decode import DecodedScan, ScanError, colourfulness, decode_scan
 from lungcnn.edge.heatmap import (
     DEFAULT_GRID,
     heatmap_caption,
@@ -28,7 +29,7 @@ from lungcnn.edge.heatmap import (
 )
 from lungcnn.edge.report import ScanResult
 from lungcnn.edge.runtime import TFLiteClassifier
-from lungcnn.edge.trust import Assessment, assess, colourfulness, file_colourfulness
+from lungcnn.edge.trust import Assessment, assess
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lungcnn_int8.tflite"
 
@@ -70,24 +71,26 @@ class Classifier:
         uint8 / H x W x 3 RGB array; `name` labels bytes and arrays in the record."""
         path = Path(name) if name is not None else _name_of(scan)
         try:
-            gray, colour = self._decode(scan)
+            decoded = self.decode(scan)
         except ScanError as error:
             return ScanResult(path, error=str(error))
-        return self.classify_gray(gray, path, colour)
+        return self.classify_gray(decoded.gray, path, decoded.colourfulness)
 
     def classify_gray(self, gray: np.ndarray, path: Path, colour: float = 0.0) -> ScanResult:
-        """Classify an already decoded 2-D uint8 scan (`edge.contract.read_grayscale`)."""
+        """Classify an already decoded 2-D uint8 scan (`decode(...).gray`), whose file had
+        `colour` (`decode(...).colourfulness`)."""
         assessment = assess(self._model, gray, self._model.trust_settings, colour=colour)
         self._last = (weakref.ref(gray), assessment)
         prediction = self._model.prediction(assessment.raw_probabilities, assessment.label)
-        return ScanResult(path, prediction=prediction, trust=assessment.to_record())
+        return ScanResult(path, prediction=prediction, trust=assessment.to_record(),
+                          calibrated_confidence=assessment.confidence)
 
     def heatmap(self, scan: Scan, out: str | Path | None = None, *,
                 grid: int = DEFAULT_GRID, name: str | Path | None = None) -> Image.Image:
         """The occlusion heatmap of `scan` for its predicted class, drawn over the scan; also
         written as a PNG (with the notice in its text chunks, captioned with `name` or the
         scan's path) when `out` is given. The array just classified (`classify_gray`) is not
-        resized or run again. Raises `edge.contract.ScanError` for a scan that cannot be
+        resized or run again. Raises `edge.decode.ScanError` for a scan that cannot be
         decoded, OSError for `out`."""
         gray, assessment = self._classified(scan)
         if assessment is None:
@@ -105,14 +108,15 @@ class Classifier:
         reference, assessment = self._last
         if reference is not None and scan is reference():  # the same array, as the CLI passes it
             return scan, assessment
-        if isinstance(scan, np.ndarray):
-            return _array_to_gray(scan)[0], None
-        return read_grayscale(scan), None
+        return self.decode(scan).gray, None
 
-    def _decode(self, scan: Scan) -> tuple[np.ndarray, float]:
+    @staticmethod
+    def decode(scan: Scan) -> DecodedScan:
+        """The scan's grayscale pixels and colourfulness, from one decode (raises
+        `edge.decode.ScanError`)."""
         if isinstance(scan, np.ndarray):
             return _array_to_gray(scan)
-        return read_grayscale(scan), file_colourfulness(scan)
+        return decode_scan(scan)
 
 
 def _name_of(scan: Scan) -> Path:
@@ -121,13 +125,13 @@ def _name_of(scan: Scan) -> Path:
     return Path("<bytes>") if isinstance(scan, bytes) else Path(scan)
 
 
-def _array_to_gray(array: np.ndarray) -> tuple[np.ndarray, float]:
+def _array_to_gray(array: np.ndarray) -> DecodedScan:
     """A 2-D grayscale or H x W x 3 RGB uint8 array as the contract's grayscale scan."""
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise ScanError("an array scan must be 2-D grayscale or H x W x 3 RGB, uint8")
     if array.ndim == 2:
-        return array, 0.0
+        return DecodedScan(array)
     if array.shape[2] != 3:
         raise ScanError("an array scan must be 2-D grayscale or H x W x 3 RGB, uint8")
     gray = np.asarray(Image.fromarray(array, mode="RGB").convert("L"), dtype=np.uint8)
-    return gray, colourfulness(array.astype(np.float64))
+    return DecodedScan(gray, colourfulness(array.astype(np.float64)))

@@ -3,29 +3,42 @@ TensorFlow. Not a medical device."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from lungcnn.edge.api import BUNDLED_MODEL, Classifier
-from lungcnn.edge.contract import ScanError, first_line, read_grayscale
+from lungcnn.edge.decode import DecodedScan, ScanError, decode_scan, file_problem
+from lungcnn.edge.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    NOTICE,
+    fail,
+    first_line,
+    print_error,
+)
 from lungcnn.edge.heatmap import DEFAULT_GRID, heatmap_path
 from lungcnn.edge.inputs import InputItem, expand_inputs
-from lungcnn.edge.report import NOTICE, WRITERS, Progress, ScanResult, display_name
+from lungcnn.edge.manifest import manifest_path
+from lungcnn.edge.report import WRITERS, Progress, ScanResult, display_name
 from lungcnn.edge.runtime import ModelError
-from lungcnn.edge.trust import file_colourfulness
 
 PROG = "edge-classify"
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 HELP = f"""Classify chest X-ray scans as Covid, Normal or Viral Pneumonia.
 
 SCAN is a file (PNG, JPEG, BMP, TIFF, WebP or DICOM, recognised by content), a folder (searched recursively for image extensions and extension-less DICOM files) or a glob pattern such as 'scans/**/*.png'.
 
-Exit codes: 0 every scan classified; 1 some scans failed (one line each on stderr); 2 usage or model error.
+Exit codes: {EXIT_OK} every scan classified; {EXIT_FAILED} some scans failed (one line each on stderr, status "error" in JSON/CSV); {EXIT_USAGE} usage, model or output error (bad option, unusable model, stdout closed or full); {EXIT_INTERRUPTED} interrupted (Ctrl-C): every line already written is complete.
 
 `edge-classify serve --help`: the web page and HTTP API (a scan file named serve is passed as ./serve).
 
@@ -33,6 +46,10 @@ Exit codes: 0 every scan classified; 1 some scans failed (one line each on stder
 """
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+class OutputError(Exception):
+    """The results cannot be written (stdout closed, full, or its reader gone)."""
 
 
 @app.command(help=HELP)
@@ -67,84 +84,191 @@ def classify(
             metavar="OUT_DIR",
             help="Also write OUT_DIR/<scan>.heatmap.png: the scan with the regions the answer "
             "depends on in colour (occlusion sensitivity: "
-            f"{DEFAULT_GRID * DEFAULT_GRID + 1} model runs per scan, about 0.1 s on one thread "
-            "for the bundled model).",
+            f"{DEFAULT_GRID * DEFAULT_GRID + 1} model runs per scan). A scan whose heatmap "
+            "cannot be written counts as failed.",
             show_default=False,
         ),
     ] = None,
 ) -> None:
     if json_lines and csv_rows:
-        _fail("--json and --csv cannot be combined")
-    if heatmap_dir is not None and heatmap_dir.exists() and not heatmap_dir.is_dir():
-        _fail(f"--heatmap {heatmap_dir}: not a folder")
+        fail("--json and --csv cannot be combined", EXIT_USAGE, PROG)
+    output = "json" if json_lines else "csv" if csv_rows else "table"
+    try:
+        code = _classify(scans, model, output, threads, heatmap_dir)
+    except OutputError as error:
+        _silence_stdout()
+        fail(f"cannot write the results to stdout ({error})", EXIT_USAGE, PROG)
+    except KeyboardInterrupt:  # before the batch, or a second Ctrl-C during it
+        fail("interrupted", EXIT_INTERRUPTED, PROG)
+    raise typer.Exit(code)
+
+
+def _classify(scans: list[str], model: Path | None, output: str, threads: int | None,
+              heatmap_dir: Path | None) -> int:
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        fail("stdout is closed: nowhere to write the results", EXIT_USAGE, PROG)
+    if heatmap_dir is not None:
+        _prepare_heatmap_dir(heatmap_dir)
     classifier = _load_classifier(model, threads)
     items = expand_inputs(scans)
-    writer_type = WRITERS["json" if json_lines else "csv" if csv_rows else "table"]
-    writer = writer_type(sys.stdout, classifier.class_names, [display_name(i.path) for i in items])
+    with _output():
+        writer = WRITERS[output](sys.stdout, classifier.class_names,
+                                 [display_name(i.path) for i in items])
+    return _classify_items(classifier, items, writer, heatmap_dir)
+
+
+def _classify_items(classifier: Classifier, items: list[InputItem], writer,
+                    heatmap_dir: Path | None) -> int:
+    """Classify and write each item in turn; one bad scan does not stop the batch."""
     progress = Progress(sys.stderr, len(items))
-    failed = 0
+    written = failed = 0
     heatmap_names: set[str] = set()
-    for done, item in enumerate(items, start=1):
-        result, gray = classify_item(classifier, item)
-        heatmap_error = None
-        if gray is not None and heatmap_dir is not None:
-            heatmap_error = _write_heatmap(classifier, item.path, gray, heatmap_dir,
-                                           heatmap_names)
-        progress.clear()
-        if not result.ok:
-            failed += 1
-            _print_error(f"{result.file}: {result.error}")
-        if heatmap_error:
-            failed += 1
-            _print_error(f"{result.file}: heatmap not written ({heatmap_error})")
-        writer.write(result)
-        progress.update(done)
+    with _CtrlC() as ctrl_c:
+        for item in items:
+            if ctrl_c.pressed:
+                break
+            result = classify_item(classifier, item, heatmap_dir, heatmap_names)
+            progress.clear()
+            with _output():
+                if not result.ok:
+                    print_error(f"{result.file}: {result.error}", PROG)
+                writer.write(result)
+            written, failed = written + 1, failed + (not result.ok)
+            progress.update(written)
     progress.clear()
-    writer.finish(len(items) - failed, failed)
-    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+    with _output():
+        writer.finish(written - failed, failed, len(items) - written)
+    if written < len(items):
+        print_error(f"interrupted after {written} of {len(items)} scans; the results "
+                    "written are complete", PROG)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
 
 
-def classify_item(
-    classifier: Classifier, item: InputItem
-) -> tuple[ScanResult, np.ndarray | None]:
-    """Classify one file; any problem becomes the result's one-line error. Also returns the
-    decoded scan (None on error) so a heatmap does not decode the file again."""
+class _CtrlC:
+    """The first Ctrl-C stops the batch after the scan in progress, so no record is cut; a
+    second one stops at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._press)
+        return self
+
+    def _press(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def classify_item(classifier: Classifier, item: InputItem, heatmap_dir: Path | None = None,
+                  heatmap_names: set[str] | None = None) -> ScanResult:
+    """Classify one file (decoded once) and write its heatmap if asked; any problem becomes
+    the result's one-line error, so record, footer and exit code agree."""
     if item.error is not None:
-        return ScanResult(item.path, error=item.error), None
+        return ScanResult(item.path, error=item.error)
     try:
-        gray = read_grayscale(item.path)
+        scan = decode_scan(item.path)
     except ScanError as error:
-        return ScanResult(item.path, error=str(error)), None
-    return classifier.classify_gray(gray, item.path, file_colourfulness(item.path)), gray
+        return ScanResult(item.path, error=str(error))
+    result = classifier.classify_gray(scan.gray, item.path, scan.colourfulness)
+    if heatmap_dir is not None:
+        problem = _write_heatmap(classifier, item.path, scan, heatmap_dir,
+                                 set() if heatmap_names is None else heatmap_names)
+        if problem is not None:
+            result = replace(result, error=f"heatmap not written ({problem})")
+    return result
 
 
-def _write_heatmap(
-    classifier: Classifier, path: Path, gray: np.ndarray, out_dir: Path, taken: set[str]
-) -> str | None:
+def _write_heatmap(classifier: Classifier, path: Path, scan: DecodedScan, out_dir: Path,
+                   taken: set[str]) -> str | None:
     """Write the scan's heatmap PNG; the reason it could not be written, else None."""
+    target = heatmap_path(path, out_dir, taken)
     try:
-        classifier.heatmap(gray, heatmap_path(path, out_dir, taken), name=path)
-    except (ScanError, OSError) as error:
+        # The caption names the scan as printed (a name that is not valid UTF-8 cannot be
+        # stored in a PNG text chunk); the file keeps the scan's own name.
+        classifier.heatmap(scan.gray, target, name=Path(display_name(path)))
+    except OSError as error:
+        return f"{display_name(target)}: {error.strerror or first_line(error)}"
+    except (ScanError, ValueError) as error:
         return first_line(error)
     return None
 
 
+def _prepare_heatmap_dir(heatmap_dir: Path) -> None:
+    try:
+        heatmap_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        fail(f"--heatmap {heatmap_dir}: not a folder", EXIT_USAGE, PROG)
+    except OSError as error:
+        fail(f"--heatmap {heatmap_dir}: cannot create the folder ({first_line(error)})",
+             EXIT_USAGE, PROG)
+
+
 def _load_classifier(model: Path | None, threads: int | None) -> Classifier:
     if model is None and not BUNDLED_MODEL.exists():
-        _fail(f"no bundled model at {BUNDLED_MODEL}; pass --model FILE.tflite")
+        fail(f"no bundled model at {BUNDLED_MODEL}; pass --model FILE.tflite", EXIT_USAGE, PROG)
+    for path in (model, manifest_path(model)) if model is not None else ():
+        problem = _special_file_problem(path)
+        if problem:  # reading a FIFO would block
+            fail(f"{path}: {problem}", EXIT_USAGE, PROG)
     try:
         return Classifier(model or BUNDLED_MODEL, threads=threads)
     except ModelError as error:
-        _fail(str(error))
+        fail(str(error), EXIT_USAGE, PROG)
 
 
-def _fail(message: str):
-    _print_error(message)
-    raise typer.Exit(EXIT_USAGE)
+def _special_file_problem(path: Path) -> str | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # missing or unreadable: the runtime says so
+    problem = file_problem(info)
+    return problem if problem and problem.startswith("not a regular file") else None
 
 
-def _print_error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+@contextmanager
+def _output():
+    """A failure to write the results becomes an OutputError."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(error.strerror or first_line(error)) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a broken stdout does
+    not print a traceback after our one-line error."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _occupy_closed_standard_fds() -> None:
+    """Started with stdin, stdout or stderr closed, the next file opened would take its
+    number, and native libraries' log lines could land in a heatmap being written: point it
+    at /dev/null. A closed stdout is still reported (sys.stdout stays None); a closed stderr
+    loses the error lines, the exit code still tells."""
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the whole process
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,8 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         from lungcnn.edge.serve.cli import main as serve_main
 
         return serve_main(args[1:])
-    try:
-        app(args=argv, prog_name=PROG)
-    except KeyboardInterrupt:
-        _print_error("interrupted")
-        sys.exit(130)
+    _occupy_closed_standard_fds()
+    for stream in (sys.stdout, sys.stderr):  # a name the terminal cannot encode is escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    app(args=argv, prog_name=PROG)

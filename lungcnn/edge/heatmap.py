@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from lungcnn.edge.errors import NOTICE
 from lungcnn.edge.manifest import write_bytes_atomic
 from lungcnn.edge.model import Model
 
@@ -34,7 +35,7 @@ _RAMP = np.array(
     ],
     dtype=np.float64,
 )
-DISCLAIMER = "Not a medical device: do not use for diagnosis without a clinical study."
+DISCLAIMER = NOTICE  # in every heatmap PNG's text chunks
 
 
 def occlusion_heatmap(

@@ -9,30 +9,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from lungcnn.edge.errors import NOTICE, printable
 from lungcnn.edge.runtime import Prediction
 from lungcnn.edge.trust import TRUST_FIELDS
 
-NOTICE = (
-    "Not a medical device: must not be used for diagnosis or any clinical decision "
-    "without a clinical study."
-)
+__all__ = ["NOTICE", "ScanResult", "WRITERS", "Progress", "display_name"]
 _CONFIDENCE_NOTE = (
-    "confidence: calibrated on validation scans when the model's manifest has a calibration; "
+    "confidence: the label's probability, calibrated on validation scans when the model's "
+    "manifest has a calibration (the class columns are the model's raw probabilities); "
     "flag: ok, uncertain (low or unstable confidence) or out_of_distribution (unlike the "
     "training X-rays)."
 )
+# `confidence` is the calibrated one, so the trust record's copy of it is not repeated.
+_TRUST_RECORD_FIELDS = tuple(key for key in TRUST_FIELDS if key != "calibrated_confidence")
 _MAX_FILE_COLUMN = 48
 _DECIMALS = 6
 
 
 @dataclass(frozen=True)
 class ScanResult:
-    """The outcome for one file: a prediction, or a one-line error."""
+    """The outcome for one file: a prediction, or a one-line error (or both, when only the
+    heatmap asked for could not be written: the record is then an error)."""
 
     path: Path
     prediction: Prediction | None = None
     error: str | None = None
     trust: dict | None = None  # edge.trust.Assessment.to_record(): flag, reason, ...
+    calibrated_confidence: float | None = None  # the label's temperature-scaled probability
 
     @property
     def ok(self) -> bool:
@@ -45,21 +48,31 @@ class ScanResult:
     def to_dict(self) -> dict:
         """The JSON object of this result; CSV writes the same fields as columns, so a field
         added here (say an abstention flag and its reason) reaches both."""
-        prediction = self.prediction
+        prediction, trust = self.prediction, self.trust or {}
         return {
             "file": self.file,
             "status": "ok" if self.ok else "error",
             "label": prediction.label if prediction else None,
-            "confidence": round(prediction.confidence, _DECIMALS) if prediction else None,
+            "confidence": self.confidence,
+            "raw_confidence": round(prediction.confidence, _DECIMALS) if prediction else None,
             "probabilities": (
                 {name: round(p, _DECIMALS) for name, p in prediction.probabilities.items()}
                 if prediction
                 else None
             ),
-            **{key: (self.trust or {}).get(key) for key in TRUST_FIELDS},
+            **{key: trust.get(key) for key in _TRUST_RECORD_FIELDS},
             "error": self.error,
             "notice": NOTICE,
         }
+
+
+    @property
+    def confidence(self) -> float | None:
+        """The label's calibrated probability (the raw one for a model without calibration)."""
+        if self.prediction is None:
+            return None
+        calibrated = self.calibrated_confidence
+        return round(self.prediction.confidence if calibrated is None else calibrated, _DECIMALS)
 
 
 def display_name(path: Path) -> str:
@@ -74,10 +87,12 @@ class JsonLinesWriter:
         self._stream = stream
 
     def write(self, result: ScanResult) -> None:
-        self._stream.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        # ASCII with \u escapes: a name holding U+2028 or U+0085 must not split the line for
+        # readers that split on every Unicode line break, whatever stdout's encoding.
+        self._stream.write(json.dumps(result.to_dict()) + "\n")
         self._stream.flush()
 
-    def finish(self, classified: int, failed: int) -> None:
+    def finish(self, classified: int, failed: int, interrupted: int = 0) -> None:
         """JSON lines need no footer: every object carries the notice."""
 
 
@@ -95,7 +110,7 @@ class CsvWriter:
         self._writer.writerow(self._flatten(result.to_dict()).values())
         self._stream.flush()
 
-    def finish(self, classified: int, failed: int) -> None:
+    def finish(self, classified: int, failed: int, interrupted: int = 0) -> None:
         """Every row already carries the notice."""
 
     def _flatten(self, record: dict) -> dict:
@@ -114,35 +129,37 @@ class TableWriter:
     def __init__(self, stream: TextIO, class_names: tuple[str, ...], files: list[str]):
         self._stream = stream
         self._class_names = class_names
-        longest = max((len(name) for name in files), default=4)
+        longest = max((len(printable(name)) for name in files), default=4)
         self._file_width = max(4, min(longest, _MAX_FILE_COLUMN))
         self._probability_widths = [max(len(name), 5) for name in class_names]
         self._flagged: list[str] = []
         self._line(["file", "label", "confidence", "flag", *class_names])
 
     def write(self, result: ScanResult) -> None:
-        if result.prediction is None:
+        if not result.ok:  # on stderr, and counted in the footer
             return
         prediction = result.prediction
         trust = result.trust or {}
         flag = trust.get("flag") or "-"
-        confidence = trust.get("calibrated_confidence", prediction.confidence)
+        name = printable(result.file)
         if flag not in ("ok", "-"):
-            self._flagged.append(f"  {result.file}: {flag}: {trust.get('reason')}")
+            self._flagged.append(f"  {name}: {flag}: {printable(str(trust.get('reason')))}")
         self._line(
             [
-                result.file,
+                name,
                 prediction.label,
-                f"{confidence:.3f}",
+                f"{result.confidence:.3f}",
                 flag,
                 *(f"{prediction.probabilities[name]:.3f}" for name in self._class_names),
             ]
         )
 
-    def finish(self, classified: int, failed: int) -> None:
+    def finish(self, classified: int, failed: int, interrupted: int = 0) -> None:
         summary = f"{classified} classified"
         if failed:
             summary += f", {failed} failed (reasons on stderr)"
+        if interrupted:
+            summary += f", {interrupted} not done (interrupted)"
         if self._flagged:
             summary += f"; {len(self._flagged)} flagged, do not rely on their labels"
             summary += ":\n" + "\n".join(self._flagged)

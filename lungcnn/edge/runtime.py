@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import first_line
+from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, sha256_file
 from lungcnn.edge.trust import TrustSettings
 

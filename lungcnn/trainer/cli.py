@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import Annotated, Literal
 
 import typer
 
+from lungcnn.edge.errors import EXIT_FAILED, EXIT_USAGE, NOTICE, fail, print_error
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import DatasetError, UnreadableScans, default_data_dir
 from lungcnn.trainer.metrics import format_with_ci
 
-NOTICE = "Not a medical device: do not use these results for diagnosis without a clinical study."
-EXIT_UNREADABLE, EXIT_USAGE = 1, 2
+EXIT_UNREADABLE = EXIT_FAILED  # some training files could not be read
 ArchName = Literal[tuple(ARCHITECTURES)]  # the choices follow the registry
 
 
@@ -132,15 +132,15 @@ def train_command(
             spec.recipe, seed=seed, **{k: v for k, v in overrides.items() if v is not None}
         )
     except ValueError as error:
-        _fail(EXIT_USAGE, f"invalid option: {error}")
+        fail(f"invalid option: {error}")
     data_dirs = data or [default_data_dir()]
     for data_dir in data_dirs:
         if not data_dir.exists():
             hint = "" if data else " (not a source checkout? pass --data DIR)"
-            _fail(EXIT_USAGE, f"dataset not found: {data_dir}{hint}")
+            fail(f"dataset not found: {data_dir}{hint}")
     run_dir = out if out is not None else Path("runs") / f"{arch}-seed{seed}"
     if (run_dir / "model.keras").exists() and not overwrite:
-        _fail(EXIT_USAGE, f"{run_dir} already holds model.keras; pass --overwrite or another --out")
+        fail(f"{run_dir} already holds model.keras; pass --overwrite or another --out")
     _require_writable(run_dir)
     _require_tensorflow()
 
@@ -149,14 +149,12 @@ def train_command(
     try:
         result = train_run(spec, config, data_dirs, run_dir)
     except DatasetError as error:
-        _fail(EXIT_USAGE, str(error))
+        fail(str(error))
     except UnreadableScans as error:
         for rel_path, reason in error.failures:
-            typer.echo(f"error: {rel_path}: {reason}", err=True)
-        _fail(
-            EXIT_UNREADABLE,
-            f"{len(error.failures)} unreadable file(s); run `lungcnn data check DATASET`",
-        )
+            print_error(f"{rel_path}: {reason}")
+        fail(f"{len(error.failures)} unreadable file(s); run `lungcnn data check DATASET`",
+             EXIT_UNREADABLE)
     _print_summary(arch, config.seed, result)
 
 
@@ -186,9 +184,9 @@ def _require_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        _fail(EXIT_USAGE, f"{run_dir}: cannot create the run folder ({error.strerror or error})")
+        fail(f"{run_dir}: cannot create the run folder ({error.strerror or error})")
     if not os.access(run_dir, os.W_OK | os.X_OK):
-        _fail(EXIT_USAGE, f"{run_dir}: run folder is not writable")
+        fail(f"{run_dir}: run folder is not writable")
 
 
 def _require_tensorflow() -> None:
@@ -196,9 +194,5 @@ def _require_tensorflow() -> None:
     try:
         import tensorflow  # noqa: F401
     except ImportError:
-        _fail(EXIT_USAGE, "TensorFlow is not installed: pip install 'lungcnn[train]'")
+        fail("TensorFlow is not installed: pip install 'lungcnn[train]'")
 
-
-def _fail(code: int, message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from lungcnn.edge.contract import CLASS_NAMES
+from lungcnn.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 from lungcnn.trainer.dataset import (
     NEAR_DUPLICATE_CORRELATION,
     SPLITS,
@@ -23,7 +24,7 @@ from lungcnn.trainer.dataset import (
 from lungcnn.trainer.datasets import combine, counts_by_source, read_dataset
 from lungcnn.trainer.fetch import fetch_command
 
-EXIT_READABLE, EXIT_UNREADABLE, EXIT_LAYOUT = 0, 1, 2
+EXIT_READABLE, EXIT_UNREADABLE, EXIT_LAYOUT = EXIT_OK, EXIT_FAILED, EXIT_USAGE
 
 data_app = typer.Typer(no_args_is_help=True, add_completion=False)
 data_app.command("fetch")(fetch_command)
@@ -61,8 +62,7 @@ def check_command(
     try:
         report = check_dataset(datasets)
     except DatasetError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_LAYOUT) from None
+        fail(str(error), EXIT_LAYOUT)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     raise typer.Exit(EXIT_UNREADABLE if report["unreadable"] else EXIT_READABLE)
 

@@ -22,7 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from lungcnn.edge.contract import CLASS_NAMES, ScanError, is_image_file, read_grayscale, resize_gray
+from lungcnn.edge.contract import CLASS_NAMES, resize_gray
+from lungcnn.edge.decode import ScanError, is_image_file, read_grayscale
 
 SPLITS = ("train", "test")
 THUMBNAIL_SIZE = 64

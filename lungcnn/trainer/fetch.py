@@ -19,6 +19,7 @@ from typing import Annotated, Callable
 
 import typer
 
+from lungcnn.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 from lungcnn.trainer.download import DownloadError, DownloadPolicy, download
 from lungcnn.trainer.provenance import (
     SUMS_NAME,
@@ -37,7 +38,7 @@ from lungcnn.trainer.reencode import EncodeError, pixel_sha256, reencode
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 # The fetchable datasets of a source checkout: data/<name>/manifest.csv.
 DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
-EXIT_COMPLETE, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_COMPLETE, EXIT_SOME_FAILED = EXIT_OK, EXIT_FAILED
 
 
 class FetchFailure(Exception):
@@ -116,13 +117,11 @@ def fetch_command(
         options = FetchOptions(base_url, tuple(source or ()), limit, policy)
         entries = select_entries(loaded, options)
     except ManifestError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(str(error), EXIT_USAGE)
     try:
         report = fetch_dataset(loaded, entries, to, options)
     except OSError as error:  # DIR itself unwritable or full; per-file errors are in the report
-        typer.echo(f"error: {to}: {error}", err=True)
-        raise typer.Exit(EXIT_SOME_FAILED) from None
+        fail(f"{to}: {error}", EXIT_SOME_FAILED)
     typer.echo(format_report(report, len(entries), to))
     raise typer.Exit(EXIT_SOME_FAILED if report.failed else EXIT_COMPLETE)
 

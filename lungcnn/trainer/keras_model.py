@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import first_line
+from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import ManifestError, read_manifest
 from lungcnn.edge.runtime import ModelError
 from lungcnn.trainer.architectures import with_features_output

@@ -7,7 +7,7 @@ import pytest
 
 from lungcnn.benchmarks.robustness import label_stability
 from lungcnn.edge.acquisition import ACQUISITION_CHANGES, original
-from lungcnn.edge.contract import read_grayscale
+from lungcnn.edge.decode import read_grayscale
 
 SIZE = 96
 # "Close": at most an eighth of the 0-255 range on average, and still strongly correlated

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from lungcnn import Classifier
 from lungcnn.edge import cli
-from lungcnn.edge.contract import ScanError, read_grayscale
+from lungcnn.edge.decode import ScanError, read_grayscale
 from lungcnn.edge.report import NOTICE
 
 

@@ -90,7 +90,7 @@ def test_page_classifies_uploads_in_a_real_browser(live_server, browser_context,
             continue
         assert card.locator(".label").inner_text() == record["label"]
         assert card.locator(".badge").inner_text() == record["flag"]
-        assert f"{100 * record['calibrated_confidence']:.1f}%" in card.locator(
+        assert f"{100 * record['confidence']:.1f}%" in card.locator(
             ".confidence").inner_text()
         warning = card.locator(".warning[role=alert]")
         assert warning.count() == (0 if record["flag"] == "ok" else 1)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from lungcnn.edge.acquisition import REACQUISITIONS, reacquisitions
-from lungcnn.edge.contract import ScanError, read_grayscale
+from lungcnn.edge.decode import ScanError, colourfulness, decode_scan, read_grayscale
 from lungcnn.edge.manifest import ManifestError
 from lungcnn.edge.runtime import TFLiteClassifier
 from lungcnn.edge.trust import (
@@ -21,8 +21,6 @@ from lungcnn.edge.trust import (
     FeatureDistance,
     TrustSettings,
     assess,
-    colourfulness,
-    file_colourfulness,
 )
 from lungcnn.edge.trust.stability import StabilitySettings
 
@@ -56,8 +54,8 @@ def test_colourfulness_separates_gray_from_colour(tmp_path, train_scan_path):
     assert colourfulness(gray) == pytest.approx(0.0)
     assert colourfulness(photo) > 50
     Image.fromarray(photo.astype(np.uint8)).save(tmp_path / "photo.png")
-    assert file_colourfulness(tmp_path / "photo.png") > 50
-    assert file_colourfulness(train_scan_path) < 8  # a training scan stored as RGB JPEG
+    assert decode_scan(tmp_path / "photo.png").colourfulness > 50
+    assert decode_scan(train_scan_path).colourfulness < 8  # a training scan stored as RGB JPEG
 
 
 def test_colourfulness_of_a_readable_but_odd_file_prints_no_warning(tmp_path):
@@ -71,7 +69,7 @@ def test_colourfulness_of_a_readable_but_odd_file_prints_no_warning(tmp_path):
     odd.write_bytes(bytes(data))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert file_colourfulness(odd) > 50
+        assert decode_scan(odd).colourfulness > 50
 
 
 def test_unfitted_settings_check_stability_only(toy_model):
@@ -112,7 +110,8 @@ def tiny_device(calibrated_int8):
 
 
 def _assess_file(model, path):
-    return assess(model, read_grayscale(path), model.trust_settings, file_colourfulness(path))
+    scan = decode_scan(path)
+    return assess(model, scan.gray, model.trust_settings, scan.colourfulness)
 
 
 def _save(image: Image.Image, path):

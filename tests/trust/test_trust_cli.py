@@ -46,7 +46,7 @@ def test_json_lines_carry_the_flag_and_its_reason(tiny_tflite_models, committed_
     assert result.exit_code == cli.EXIT_OK, result.output
     record = json.loads(result.stdout.splitlines()[0])
     assert record["flag"] in ("ok", "uncertain", "out_of_distribution")
-    assert record["reason"] and 0 <= record["calibrated_confidence"] <= 1
+    assert record["reason"] and 0 <= record["confidence"] <= 1
 
 
 def test_table_shows_the_flag_and_lists_flagged_scans_with_reasons(

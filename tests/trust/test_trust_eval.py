@@ -8,7 +8,7 @@ import pytest
 
 from lungcnn.benchmarks.ood_images import non_xray_images, write_non_xray_images
 from lungcnn.benchmarks.trust import low_resolution_jpeg, risk_coverage
-from lungcnn.edge.contract import read_grayscale
+from lungcnn.edge.decode import read_grayscale
 
 
 def test_non_xray_set_is_large_and_readable(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lungcnn.edge.api import Classifier
-from lungcnn.edge.contract import read_grayscale
+from lungcnn.edge.decode import read_grayscale
 from lungcnn.edge.heatmap import (
     DISCLAIMER,
     colorize,

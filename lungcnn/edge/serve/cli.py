@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
-from lungcnn.edge.report import NOTICE
+from lungcnn.edge.errors import EXIT_USAGE, NOTICE, fail
 from lungcnn.edge.runtime import ModelError
 from lungcnn.edge.serve.settings import ServeSettings, SettingsError, read_token
 
 PROG = "edge-classify serve"
-EXIT_USAGE = 2
 
 HELP = f"""Serve a web page (/) and a JSON API (/v1/classify, /v1/heatmap/ID, /v1/model, /healthz; schema at /v1/openapi.json) that classify uploaded chest X-ray scans with the same code and the same records as `edge-classify --json`.
 
@@ -78,8 +77,7 @@ def serve(
 
 
 def _fail(message: str):
-    _print(f"error: {message}")
-    raise typer.Exit(EXIT_USAGE)
+    fail(message, EXIT_USAGE, PROG)
 
 
 def _print(message: str) -> None:

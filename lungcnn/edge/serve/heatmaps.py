@@ -12,7 +12,8 @@ from collections import OrderedDict
 from PIL.PngImagePlugin import PngInfo
 
 from lungcnn.edge.api import Classifier
-from lungcnn.edge.contract import ScanError, first_line
+from lungcnn.edge.decode import ScanError
+from lungcnn.edge.errors import first_line
 from lungcnn.edge.heatmap import DEFAULT_GRID, DISCLAIMER, heatmap_caption
 from lungcnn.edge.report import ScanResult
 

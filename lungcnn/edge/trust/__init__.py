@@ -21,13 +21,7 @@ Only numpy and Pillow.
 
 from lungcnn.edge.trust.decision import TRUST_FIELDS, Assessment, assess, evidence_of, judge
 from lungcnn.edge.trust.feature_distance import FeatureDistance
-from lungcnn.edge.trust.gate import (
-    GATE_FEATURES,
-    TEMPLATE_SIDE,
-    colourfulness,
-    file_colourfulness,
-    image_features,
-)
+from lungcnn.edge.trust.gate import GATE_FEATURES, TEMPLATE_SIDE, image_features
 from lungcnn.edge.trust.settings import TrustSettings
 from lungcnn.edge.trust.signal import FLAG_OK, FLAG_OUT_OF_DISTRIBUTION, FLAG_UNCERTAIN
 from lungcnn.edge.trust.stability import stable_confidence
@@ -36,6 +30,6 @@ from lungcnn.edge.trust.temperature import PROB_FLOOR, apply_temperature
 __all__ = [
     "FLAG_OK", "FLAG_OUT_OF_DISTRIBUTION", "FLAG_UNCERTAIN", "GATE_FEATURES", "PROB_FLOOR",
     "TEMPLATE_SIDE", "TRUST_FIELDS", "Assessment", "FeatureDistance", "TrustSettings",
-    "apply_temperature", "assess", "colourfulness", "evidence_of", "file_colourfulness",
-    "image_features", "judge", "stable_confidence",
+    "apply_temperature", "assess", "evidence_of", "image_features", "judge",
+    "stable_confidence",
 ]

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lungcnn.edge.acquisition import reacquisitions
-from lungcnn.edge.contract import ScanError, resize_gray
+from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.decode import ScanError
 from lungcnn.edge.model import Model
 from lungcnn.edge.trust.registry import SIGNALS
 from lungcnn.edge.trust.settings import TrustSettings
@@ -54,7 +55,7 @@ class Assessment:
 
 def assess(model: Model, gray: np.ndarray, settings: TrustSettings,
            colour: float = 0.0) -> Assessment:
-    """Assess the decoded 2-D uint8 scan `gray` (`edge.contract.read_grayscale`) with
+    """Assess the decoded 2-D uint8 scan `gray` (`edge.decode.read_grayscale`) with
     `model`: its input and re-acquisitions go through the model as one batch. `colour` is
     the colourfulness of the file it came from."""
     if gray.ndim != 2 or gray.dtype != np.uint8:

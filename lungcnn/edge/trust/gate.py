@@ -7,15 +7,12 @@ scan. The bounds and the mean training scan (the chest template) come from the m
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from lungcnn.edge.contract import PILLOW_FORMATS, resize_gray
+from lungcnn.edge.contract import resize_gray
 from lungcnn.edge.manifest import ManifestError
 from lungcnn.edge.trust.signal import (
     FLAG_OUT_OF_DISTRIBUTION,
@@ -154,30 +151,3 @@ def _fine_detail(pixels: np.ndarray) -> float:
 
     coarse = lost_below(size // 8)
     return lost_below(size // 2) / coarse if coarse > 0 else 0.0
-
-
-def colourfulness(rgb: np.ndarray) -> float:
-    """Hasler-Suesstrunk colourfulness of an H x W x 3 array."""
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    rg, yb = red - green, 0.5 * (red + green) - blue
-    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-
-
-def file_colourfulness(path: str | Path | bytes) -> float:
-    """Colourfulness of the file's colours (0 for grayscale or DICOM)."""
-    if isinstance(path, bytes):
-        path = io.BytesIO(path)
-    try:
-        with warnings.catch_warnings():
-            # Pillow's warnings on oddities it reads past (a TIFF tag beyond the end, corrupt
-            # EXIF) were already ignored by the contract's decode; stderr is for errors.
-            warnings.simplefilter("ignore")
-            with Image.open(path, formats=PILLOW_FORMATS) as image:
-                if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-                    return 0.0
-                image.draft("RGB", (256, 256))
-                image.thumbnail((256, 256))
-                rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    except (OSError, ValueError, SyntaxError):
-        return 0.0  # DICOM and other formats the contract decodes without colour
-    return colourfulness(rgb)

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lungcnn.edge.contract import MAX_PIXELS, ScanError, load_scan, read_grayscale
+from lungcnn.edge import decode
+from lungcnn.edge.contract import load_scan
+from lungcnn.edge.decode import ScanError, read_grayscale
+from lungcnn.edge.pixels import MAX_PIXELS
 
 LOSSY_MEAN_TOLERANCE = 3.0  # mean absolute difference (0-255 scale) allowed for lossy formats
 
@@ -241,10 +244,10 @@ def test_unreadable_file_is_reported(scan_files, tmp_path, monkeypatch):
     path = tmp_path / "a.png"
     path.write_bytes(scan_files[0].read_bytes())
 
-    def refuse(self, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(name, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(name))
 
-    monkeypatch.setattr(type(path), "open", refuse)
+    monkeypatch.setattr(decode.os, "open", refuse)
     with pytest.raises(ScanError, match="permission denied"):
         read_grayscale(path)
 
@@ -295,3 +298,84 @@ def test_fuzzed_scans_never_raise_anything_but_scan_error(fuzz_seeds, tmp_path):
             assert scan.shape == (32, 32, 1) and scan.dtype == np.uint8
             outcomes["decoded"] += 1
     assert outcomes["decoded"] > 0 and outcomes["refused"] > 0, outcomes
+
+
+# --- bounded memory: tiles, the decode budget, one decode per scan ------------------------
+
+TILE_CASES = {
+    "gray": lambda g: Image.fromarray(g),
+    "rgb": lambda g: Image.fromarray(g).convert("RGB"),
+    "rgba-with-alpha": lambda g: Image.merge("RGBA", [Image.fromarray(g)] * 3
+                                             + [Image.fromarray(255 - g)]),
+    "palette": lambda g: Image.fromarray(g).convert("P"),
+    "cmyk": lambda g: Image.fromarray(g).convert("CMYK"),
+    "16bit": lambda g: Image.fromarray(g.astype(np.uint16) * 200 + 3),
+    "int32": lambda g: Image.fromarray(g.astype(np.int32) * -1000, mode="I"),
+    "float-with-nan": lambda g: Image.fromarray(
+        np.where(g > 250, np.nan, g.astype(np.float32) / 7), mode="F"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TILE_CASES))
+def test_tiles_give_the_pixels_of_a_whole_image_decode(kind, scan_gray, tmp_path, monkeypatch):
+    path = tmp_path / "a.tif"
+    TILE_CASES[kind](scan_gray).save(path)
+    whole = decode.decode_scan(path)
+    from lungcnn.edge import pixels
+
+    for module in (pixels, decode):  # tiles of part of a row, odd sizes
+        monkeypatch.setattr(module, "TILE_PIXELS", 97)
+    assert len(list(pixels.tiles(*scan_gray.shape[::-1]))) > 100
+    tiled = decode.decode_scan(path)
+    np.testing.assert_array_equal(tiled.gray, whole.gray)
+    assert tiled.colourfulness == pytest.approx(whole.colourfulness)
+
+
+def test_tiled_high_bit_scaling_matches_float64_of_the_whole_image(scan_gray, tmp_path):
+    values = scan_gray.astype(np.float32) * 3.5 - 100
+    Image.fromarray(values, mode="F").save(tmp_path / "a.tif")
+    np.testing.assert_array_equal(read_grayscale(tmp_path / "a.tif"), stretched(scan_gray))
+
+
+@pytest.mark.parametrize("mode, image_format, suffix",
+                         [("RGB", "PNG", "png"), ("F", "TIFF", "tif"), ("RGB", "WEBP", "webp")])
+def test_an_image_over_the_decode_budget_is_refused_from_its_header(
+        mode, image_format, suffix, tmp_path, monkeypatch):
+    from lungcnn.edge import pixels
+
+    path = tmp_path / f"a.{suffix}"
+    Image.new(mode, (64, 64)).save(path, format=image_format)
+    monkeypatch.setattr(pixels, "DECODE_BUDGET", 64 * 64 * 2)  # 2 bytes per pixel
+    with pytest.raises(ScanError, match=rf"64x64 pixels \(.*{image_format} {mode}\) needs about"):
+        read_grayscale(path)
+    Image.new("L", (64, 64)).save(tmp_path / "gray.png")
+    assert read_grayscale(tmp_path / "gray.png").shape == (64, 64)  # 1 byte per pixel fits
+
+
+def test_rgba_colourfulness_from_tiles_is_close_to_a_thumbnail_of_the_whole(tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (1200, 900, 3), dtype=np.uint8)
+    rgb[:, :450] = (200, 30, 30)
+    alpha = np.full((1200, 900, 1), 255, np.uint8)
+    Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA").save(tmp_path / "a.png")
+    expected = decode.colourfulness(np.asarray(
+        Image.fromarray(rgb).resize((192, 256), Image.Resampling.BICUBIC), dtype=np.float64))
+    assert decode.decode_scan(tmp_path / "a.png").colourfulness == pytest.approx(expected, rel=0.05)
+
+
+def test_a_scan_file_is_opened_once(scan_files, monkeypatch):
+    opened = []
+    real_open = decode.os.open
+    monkeypatch.setattr(decode.os, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    scan = decode.decode_scan(scan_files[0])
+    assert opened == [scan_files[0]] and scan.gray.ndim == 2
+
+
+def test_special_files_are_refused_without_opening_them(tmp_path, monkeypatch):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    monkeypatch.setattr(decode.os, "open", lambda *a, **k: pytest.fail("opened a FIFO"))
+    with pytest.raises(ScanError, match="not a regular file: a named pipe"):
+        read_grayscale(tmp_path / "pipe.png")
+    assert decode.is_dicom_file(tmp_path / "pipe.png") is False

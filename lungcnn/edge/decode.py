@@ -1,0 +1,266 @@
+"""File (or bytes) -> 2-D uint8 grayscale, and its colourfulness, from one decode.
+
+The one place that opens scan files. Anything that is not a regular file (a FIFO, a device,
+a socket) is refused from `stat` before it is opened, and the open never blocks. Pixels are
+converted in tiles of at most TILE_PIXELS, so a large or high-bit-depth image needs only its
+decoded buffer plus the uint8 result, never a full-size float copy. Only numpy and Pillow
+(pydicom for DICOM, `lungcnn.edge.dicom`); never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from lungcnn.edge.dicom import read_dicom
+from lungcnn.edge.errors import ScanError, first_line
+from lungcnn.edge.pixels import (
+    MAX_PIXELS,
+    TILE_PIXELS,
+    check_decode_memory,
+    check_pixel_limit,
+    pillow_decode_bytes,
+    real_range,
+    scale_to_uint8,
+    tiles,
+)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
+)
+# What Pillow may decode (by content); the rest (EPS via Ghostscript, PSD, ...) is refused.
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+SUPPORTED_FORMATS = "PNG, JPEG, BMP, TIFF, WebP or DICOM"
+HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+_COLOURLESS_MODES = HIGH_BIT_MODES | {"1", "L", "LA", "La"}
+_COLOUR_SIDE = 256  # colourfulness is measured on a thumbnail this size
+_DICOM_MAGIC_OFFSET = 128
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+@dataclass(frozen=True)
+class DecodedScan:
+    """A scan decoded once: its grayscale pixels at its own resolution and the
+    Hasler-Suesstrunk colourfulness of its colours (0 for grayscale and DICOM files)."""
+
+    gray: np.ndarray  # 2-D uint8
+    colourfulness: float = 0.0
+
+
+def decode_scan(source: str | Path | bytes) -> DecodedScan:
+    """Decode any supported scan, a file or its bytes (an upload). The format is recognised by
+    content, not by extension. Raises ScanError."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ScanError("empty file")
+        return _decode_stream(io.BytesIO(source))
+    with open_scan_file(Path(source)) as handle:
+        return _decode_stream(handle)
+
+
+def read_grayscale(source: str | Path | bytes) -> np.ndarray:
+    """`decode_scan(source).gray`: the scan as a 2-D uint8 grayscale array."""
+    return decode_scan(source).gray
+
+
+def is_image_file(path: Path) -> bool:
+    """True for names a folder scan should pick up (case-insensitive extension)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True if `path` is a regular file that starts like a DICOM file (DICOM folders often have
+    no extensions); never blocks on a FIFO or device."""
+    try:
+        with open_scan_file(Path(path)) as handle:
+            return _is_dicom(handle.read(_DICOM_MAGIC_OFFSET + 4))
+    except ScanError:
+        return False
+
+
+def file_problem(info: os.stat_result) -> str | None:
+    """Why a file with this `stat` cannot be a scan (None for a non-empty regular file)."""
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    for test, kind in _FILE_KINDS:
+        if test(info.st_mode):
+            return f"not a regular file: {kind}"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return "empty file" if info.st_size == 0 else None
+
+
+def open_scan_file(path: Path) -> BinaryIO:
+    """Open a scan for reading: a non-empty regular file, checked before and after the
+    (non-blocking) open, so a FIFO or a device never blocks. Raises ScanError."""
+    try:
+        problem = file_problem(os.stat(path))
+        if problem is None:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            problem = _still_regular(descriptor)
+    except OSError as error:
+        raise ScanError(os_error_reason(error)) from None
+    if problem is not None:
+        raise ScanError(problem)
+    return os.fdopen(descriptor, "rb")
+
+
+def _still_regular(descriptor: int) -> str | None:
+    """The problem with an opened file (swapped for a FIFO since `stat`?); closes it if any."""
+    problem = file_problem(os.fstat(descriptor))
+    if problem is not None:
+        os.close(descriptor)
+    return problem
+
+
+def os_error_reason(error: OSError) -> str:
+    """A short lower-case reason for an OSError from opening or listing a path."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return f"cannot read: {error.strerror or first_line(error)}"
+
+
+def _decode_stream(handle: BinaryIO) -> DecodedScan:
+    head = handle.read(_DICOM_MAGIC_OFFSET + 4)
+    if not head:
+        raise ScanError("empty file")
+    handle.seek(0)
+    if _is_dicom(head):
+        return DecodedScan(read_dicom(handle))
+    return _decode_with_pillow(handle)
+
+
+def _is_dicom(head: bytes) -> bool:
+    return head[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
+
+
+def _decode_with_pillow(handle: BinaryIO) -> DecodedScan:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. corrupt EXIF: the decode below still decides
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(handle, formats=PILLOW_FORMATS) as image:
+                check_pixel_limit(image.size)
+                _check_memory(image)
+                image.load()
+                orientation = image.getexif().get(_ORIENTATION_TAG)
+                gray = _pil_to_gray(image)
+                colour = _colourfulness_of(image)  # shrinks `image`: after the gray
+    except ScanError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ScanError(f"not a supported image format ({SUPPORTED_FORMATS})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ScanError(f"image larger than the {MAX_PIXELS:,}-pixel limit") from None
+    except MemoryError:
+        raise ScanError("not enough memory to decode this image") from None
+    except PermissionError:
+        raise ScanError("permission denied") from None
+    except Exception as error:  # decoders raise many types on bad data (struct.error, ...)
+        raise ScanError(f"corrupt or truncated image ({first_line(error)})") from None
+    return DecodedScan(_oriented(gray, orientation), colour)
+
+
+def _check_memory(image: Image.Image) -> None:
+    progressive = bool(image.info.get("progressive") or image.info.get("progression"))
+    needed = pillow_decode_bytes(image.format, image.mode, len(image.getbands()), progressive)
+    what = f"{'progressive ' if progressive else ''}{image.format} {image.mode}"
+    check_decode_memory(image.size, needed, what)
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
+    """Every conversion here is per pixel, so tile by tile equals the whole image at once."""
+    width, height = image.size
+    gray = np.empty((height, width), dtype=np.uint8)
+    if image.mode in HIGH_BIT_MODES:
+        boxes = list(tiles(width, height))
+        value_range = real_range(np.asarray(image.crop(box)) for box in boxes)
+        for left, top, right, bottom in boxes:
+            tile = np.asarray(image.crop((left, top, right, bottom)))
+            gray[top:bottom, left:right] = scale_to_uint8(tile, value_range)
+        return gray
+    for left, top, right, bottom in tiles(width, height):
+        gray[top:bottom, left:right] = _tile_to_gray(image.crop((left, top, right, bottom)))
+    return gray
+
+
+def _tile_to_gray(image: Image.Image) -> np.ndarray:
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        image = _flatten_alpha(image)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite on black: a scan's transparent margin is background, and background is dark."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _oriented(gray: np.ndarray, orientation) -> np.ndarray:
+    transpose = _TRANSPOSES.get(orientation) if isinstance(orientation, int) else None
+    if transpose is None:
+        return gray
+    return np.asarray(Image.fromarray(gray, mode="L").transpose(transpose), dtype=np.uint8)
+
+
+def _colourfulness_of(image: Image.Image) -> float:
+    """Of a thumbnail, as Pillow's `thumbnail` makes it; an RGBA image is first box-reduced
+    tile by tile (Pillow would premultiply a full-size copy of it)."""
+    if image.mode in _COLOURLESS_MODES:
+        return 0.0
+    if image.mode == "RGBA":
+        image = _reduced(image, max(1, min(image.size) // (2 * _COLOUR_SIDE)))
+    image.thumbnail((_COLOUR_SIDE, _COLOUR_SIDE))
+    return colourfulness(np.asarray(image.convert("RGB"), dtype=np.float64))
+
+
+def _reduced(image: Image.Image, factor: int) -> Image.Image:
+    """`image.reduce(factor)`, made from tiles whose sides are multiples of `factor`."""
+    if factor == 1:
+        return image
+    width, height = image.size
+    small = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    rows = max(factor, TILE_PIXELS // width // factor * factor)
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(top + rows, height))).reduce(factor)
+        small.paste(strip, (0, top // factor))
+    return small
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler-Suesstrunk colourfulness of an H x W x 3 array: about 0 for a gray image."""
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    rg, yb = red - green, 0.5 * (red + green) - blue
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))

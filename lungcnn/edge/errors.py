@@ -1,0 +1,75 @@
+"""What every lungcnn command shares when it talks to people: the not-a-medical-device notice,
+the exit codes, and the one-line error (`fail`, `print_error`).
+
+Every stage's CLI imports these, so a notice, a code or an error line reads the same in all.
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from typing import NoReturn
+
+import typer
+
+NOTICE = (
+    "Not a medical device: must not be used for diagnosis or any clinical decision "
+    "without a clinical study."
+)
+
+EXIT_OK = 0  # everything done
+EXIT_FAILED = 1  # the command ran, but some inputs failed (or a check it was asked for failed)
+EXIT_USAGE = 2  # nothing useful done: bad option, unusable model or data, output not writable
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); everything reported before it is complete
+
+class ScanError(ValueError):
+    """A file that cannot be turned into a model input; the message says why in one line."""
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` on one terminal line: control characters (newline, escape, ...) and line
+    separators become visible escapes such as \\n or \\x1b, so a file name cannot split an
+    error line or a table row, nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(character) for character in text)
+
+
+def _escape(character: str) -> str:
+    if character in _ESCAPES:
+        return _ESCAPES[character]
+    if character.isprintable() or character == " ":
+        return character
+    if unicodedata.category(character) in ("Zs",):  # e.g. a no-break space: harmless
+        return character
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for one-line error reports."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def print_error(message: str, prog: str | None = None) -> None:
+    """Write `prog: error: message` as one line on stderr; never raises (a closed or full
+    stderr loses the line, the exit code still tells)."""
+    line = printable(f"{prog}: error: {message}" if prog else f"error: {message}")
+    stream = sys.stderr
+    if stream is None:  # started with stderr closed
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def fail(message: str, code: int = EXIT_USAGE, prog: str | None = None) -> NoReturn:
+    """Print the one-line error and end the command with `code`."""
+    print_error(message, prog)
+    raise typer.Exit(code)
