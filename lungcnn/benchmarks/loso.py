@@ -94,7 +94,7 @@ def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],
             "covered": (sample.label, sample.age_group) in covered,
             "predicted": record["label"],
             **{key: record.get(key) for key in ("status", "flag", "reason", "confidence",
-                                                "calibrated_confidence", "stable_confidence",
+                                                "raw_confidence", "stable_confidence",
                                                 "feature_distance", "error")},
         })
     return records
