@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from lungcnn.edge.api import Classifier  # noqa: E402
 from lungcnn.edge.cli import main as cli_main  # noqa: E402
-from lungcnn.edge.contract import MAX_PIXELS  # noqa: E402
+from lungcnn.edge.pixels import MAX_PIXELS  # noqa: E402
 from lungcnn.edge.heatmap import DISCLAIMER  # noqa: E402
 from lungcnn.edge.report import NOTICE  # noqa: E402
 from lungcnn.edge.serve.app import create_app  # noqa: E402
