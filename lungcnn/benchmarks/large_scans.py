@@ -167,7 +167,9 @@ LARGE_SCANS: dict[str, tuple[str, Callable[[Path, int], None], tuple | None]] = 
 def accepted_pixels(name: str) -> int:
     """The most pixels edge.decode accepts for this case (its pixel and memory limits)."""
     decoder = LARGE_SCANS[name][2]
-    return MAX_PIXELS if decoder is None else largest_accepted_pixels(pillow_decode_bytes(*decoder))
+    if decoder is None:
+        return MAX_PIXELS
+    return largest_accepted_pixels(pillow_decode_bytes(*decoder))
 
 
 def main(argv: list[str]) -> None:

@@ -195,7 +195,8 @@ def _lut_data(item, entries: int, bits: int, dataset) -> np.ndarray:
     else:
         table = np.atleast_1d(np.asarray(value, dtype=np.int64))
     if table.size < entries:
-        raise ScanError(f"DICOM LUT data holds {table.size} entries, its descriptor says {entries}")
+        raise ScanError(f"DICOM LUT data holds {table.size} entries, "
+                        f"its descriptor says {entries}")
     return np.asarray(table[:entries], dtype=np.int64)
 
 

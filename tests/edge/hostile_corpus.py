@@ -117,7 +117,8 @@ def _special_files(root: Path) -> list[Case]:
 
 def _png_header(width: int, height: int, bit_depth: int = 8, colour: int = 0) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + crc
     end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
     return b"\x89PNG\r\n\x1a\n" + chunk + end
 
@@ -151,8 +152,10 @@ def _broken_files(root: Path, data: bytes) -> list[Case]:
         Case("png-over-pixel-limit", _write(root / "big.png", _png_header(8193, 8192, 16, 6)),
              "pixel limit"),
         Case("gif", _write(root / "a.gif", b"GIF89a" + bytes(20)), "not a supported image"),
-        Case("pdf-named-png", _write(root / "doc.png", b"%PDF-1.4\n%\xe2\xe3\n"), "not a supported"),
-        Case("postscript", _write(root / "a.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n"), "not a supported"),
+        Case("pdf-named-png", _write(root / "doc.png", b"%PDF-1.4\n%\xe2\xe3\n"),
+             "not a supported"),
+        Case("postscript", _write(root / "a.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n"),
+             "not a supported"),
         Case("dicom-magic-only", _write(root / "magic.dcm", bytes(128) + b"DICM"),
              "unreadable DICOM"),
     ]

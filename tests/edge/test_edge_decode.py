@@ -360,13 +360,15 @@ def test_rgba_colourfulness_from_tiles_is_close_to_a_thumbnail_of_the_whole(tmp_
     Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA").save(tmp_path / "a.png")
     expected = decode.colourfulness(np.asarray(
         Image.fromarray(rgb).resize((192, 256), Image.Resampling.BICUBIC), dtype=np.float64))
-    assert decode.decode_scan(tmp_path / "a.png").colourfulness == pytest.approx(expected, rel=0.05)
+    measured = decode.decode_scan(tmp_path / "a.png").colourfulness
+    assert measured == pytest.approx(expected, rel=0.05)
 
 
 def test_a_scan_file_is_opened_once(scan_files, monkeypatch):
     opened = []
     real_open = decode.os.open
-    monkeypatch.setattr(decode.os, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    monkeypatch.setattr(decode.os, "open",
+                        lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
     scan = decode.decode_scan(scan_files[0])
     assert opened == [scan_files[0]] and scan.gray.ndim == 2
 

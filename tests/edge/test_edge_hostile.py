@@ -150,7 +150,8 @@ def test_a_reader_that_goes_away_is_one_line_exit_2(scan_files, int8_model):
 def test_a_closed_stderr_keeps_stdout_clean(scan_files, int8_model, tmp_path):
     command = [sys.executable, "-m", "lungcnn.edge", "--json", "--model", str(int8_model),
                str(scan_files[0]), str(tmp_path / "missing.png")]
-    completed = subprocess.run(command, stdout=subprocess.PIPE, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    completed = subprocess.run(command, stdout=subprocess.PIPE, cwd=REPO,
+                               env={**os.environ, "PYTHONPATH": str(REPO)},
                                timeout=TIMEOUT_S, preexec_fn=lambda: os.close(2))
     assert completed.returncode == 1
     assert [r["status"] for r in records_of(completed.stdout)] == ["ok", "error"]
