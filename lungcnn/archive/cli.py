@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from lungcnn.edge.report import NOTICE
+from lungcnn.edge.errors import EXIT_USAGE, NOTICE, fail
 
 PROG = "lungcnn classify-archive"
-EXIT_USAGE = 2
 # Ray's single-machine mode (its default on macOS and Windows): the node's address and every
 # server Ray starts are on 127.0.0.1. Ray reads it when it is imported, so it is set first.
 LOOPBACK_ONLY_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -87,5 +85,4 @@ def keep_ray_on_loopback() -> None:
 
 
 def _fail(message: str):
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-    raise typer.Exit(EXIT_USAGE)
+    fail(message, EXIT_USAGE, PROG)

@@ -26,7 +26,7 @@ import ray.data
 
 import lungcnn
 from lungcnn.edge.api import Classifier
-from lungcnn.edge.contract import first_line
+from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import manifest_path
 from lungcnn.edge.report import ScanResult
 from lungcnn.archive.output import result_row, result_schema, write_part

@@ -27,7 +27,7 @@ from lungcnn.edge.report import NOTICE, ScanResult
 PARTS_DIR = "parts"
 RUN_MANIFEST = "run.json"
 RUN_FORMAT = "lungcnn-archive-run/1"
-_FLOAT_FIELDS = frozenset({"confidence", "calibrated_confidence", "stable_confidence",
+_FLOAT_FIELDS = frozenset({"confidence", "raw_confidence", "stable_confidence",
                            "feature_distance"})
 
 

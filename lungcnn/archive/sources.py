@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lungcnn.edge.contract import first_line
+from lungcnn.edge.errors import first_line
 from lungcnn.edge.inputs import expand_inputs
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")

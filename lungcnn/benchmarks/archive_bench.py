@@ -28,7 +28,7 @@ from typing import Annotated
 import typer
 
 from lungcnn.benchmarks.machine import machine_info
-from lungcnn.edge.contract import is_image_file
+from lungcnn.edge.decode import is_image_file
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.report import NOTICE
 
