@@ -33,13 +33,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from lungcnn.benchmarks.record_diff import differences
+
 REPO = Path(__file__).resolve().parents[2]
 DATASET = REPO / "data" / "covid19-dataset"
 LARGE_SIDES = (1000, 3000)
 LARGE_JPEG_QUALITY = 90
-# The fields of a record that must agree; "file" differs by folder, "notice" by wording.
-COMPARED = ("status", "label", "confidence", "raw_confidence", "probabilities", "flag", "reason",
-            "stable_confidence", "feature_distance", "error")
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "throughput"
 PROFILE_ROWS = 12
 
@@ -103,37 +102,6 @@ def write_large_scans(folder: Path, count: int, seed: int = 0) -> list[Path]:
         big.save(path, **({} if path.suffix == ".png" else {"quality": LARGE_JPEG_QUALITY}))
         written.append(path)
     return written
-
-
-def _today(record: dict) -> dict:
-    """A record in today's fields: `confidence` is the calibrated value (to 4 decimals, as the
-    old `calibrated_confidence` was), `raw_confidence` the model's; older records had the
-    raw value as `confidence`."""
-    if "calibrated_confidence" in record:
-        record = {**record, "raw_confidence": record["confidence"],
-                  "confidence": record.pop("calibrated_confidence")}
-    if isinstance(record.get("confidence"), float):
-        record = {**record, "confidence": round(record["confidence"], 4)}
-    return record
-
-
-def differences(baseline: list[dict], current: list[dict]) -> list[dict]:
-    """Records whose compared fields differ, matched by file name relative to the folder."""
-    def by_name(records: list[dict]) -> dict[str, dict]:
-        return {Path(r["file"]).name + "|" + Path(r["file"]).parent.name: r for r in records}
-
-    old = by_name([_today(r) for r in baseline])
-    new = by_name([_today(r) for r in current])
-    found = []
-    for name in sorted(set(old) | set(new)):
-        a, b = old.get(name), new.get(name)
-        if a is None or b is None:
-            found.append({"file": name, "missing_in": "baseline" if a is None else "current"})
-            continue
-        fields = {k: [a.get(k), b.get(k)] for k in COMPARED if a.get(k) != b.get(k)}
-        if fields:
-            found.append({"file": name, **fields})
-    return found
 
 
 def measure(revisions: list[Revision], folders: dict[str, Path], repeats: int,
