@@ -48,9 +48,11 @@ class Revision:
     name: str
     root: Path
     module: str  # what `python -m` runs
+    model: Path | None = None  # None: the revision's own bundled model
 
     def command(self, folder: Path) -> list[str]:
-        return [sys.executable, "-m", self.module, str(folder), "--json"]
+        model = ["--model", str(self.model)] if self.model else []
+        return [sys.executable, "-m", self.module, str(folder), "--json", *model]
 
     def run(self, folder: Path) -> tuple[float, float, list[dict]]:
         """(wall seconds, CPU seconds of the process: user + system, records)."""
@@ -182,12 +184,13 @@ def write_results(out: Path, report: dict) -> None:
 
 def markdown(report: dict) -> str:
     base, current = report["baseline"]["name"], report["current"]["name"]
+    model = report.get("model") or "each revision's bundled model"
     lines = [
         "# edge-classify folder throughput",
         "",
         f"Regenerate: `{report['command']}`",
         "",
-        f"`edge-classify DIR --json`, all trust checks on, bundled model, one fresh process "
+        f"`edge-classify DIR --json`, all trust checks on, model: {model}, one fresh process "
         f"per call (start-up included); {report['repeats']} interleaved calls of each revision "
         f"per folder, median wall time. Baseline {base} ({report['baseline']['commit'][:10]}), "
         f"current {current} ({report['current']['commit'][:10]}). Machine: "
@@ -236,19 +239,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-rev", required=True, help="git revision to compare with")
     parser.add_argument("--repeats", type=int, default=5, help="calls per revision and folder")
     parser.add_argument("--large", type=int, default=300, help="number of large scans")
+    parser.add_argument("--model", type=Path, help="run both revisions with this model "
+                        "(default: each revision's bundled model)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="results path without suffix (.md and .json are written)")
     args = parser.parse_args(argv)
     command = ("python -m lungcnn.benchmarks.throughput --baseline-rev "
-               f"{args.baseline_rev} --repeats {args.repeats} --large {args.large}")
+               f"{args.baseline_rev} --repeats {args.repeats} --large {args.large}"
+               + (f" --model {args.model}" if args.model else ""))
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
     with baseline_worktree(args.baseline_rev) as base_root, \
             tempfile.TemporaryDirectory(prefix="lungcnn-large-") as large:
         folders = {"test split (640 px)": DATASET / "test",
                    f"large scans (1-3k px, n={args.large})": Path(large)}
         write_large_scans(Path(large), args.large)
-        baseline = Revision(args.baseline_rev, base_root, edge_module(base_root))
-        current = Revision("current", REPO, edge_module(REPO))
+        model = args.model.resolve() if args.model else None
+        baseline = Revision(args.baseline_rev, base_root, edge_module(base_root), model)
+        current = Revision("current", REPO, edge_module(REPO), model)
         counts = {label: sum(1 for p in folder.rglob("*") if p.is_file())
                   for label, folder in folders.items()}
         result = measure([baseline, current], folders, args.repeats, print)
@@ -256,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         report = {
             "command": command,
             "repeats": args.repeats,
+            "model": str(args.model) if args.model else None,
             "baseline": {"name": baseline.name, "commit": _commit(base_root)},
             "current": {"name": current.name, "commit": _commit(REPO)},
             "folders": summary(result, [baseline.name, current.name], counts),

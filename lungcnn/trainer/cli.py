@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from lungcnn.edge.errors import EXIT_FAILED, EXIT_USAGE, NOTICE, fail, print_error
+from lungcnn.edge.errors import EXIT_FAILED, NOTICE, fail, print_error
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import DatasetError, UnreadableScans, default_data_dir
 from lungcnn.trainer.metrics import format_with_ci

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from lungcnn.edge.acquisition import REACQUISITIONS, reacquisitions
-from lungcnn.edge.decode import ScanError, colourfulness, decode_scan, read_grayscale
+from lungcnn.edge.decode import ScanError, colourfulness, decode_scan
 from lungcnn.edge.manifest import ManifestError
 from lungcnn.edge.runtime import TFLiteClassifier
 from lungcnn.edge.trust import (
