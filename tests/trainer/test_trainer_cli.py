@@ -10,7 +10,8 @@ import pytest
 
 from lungcnn.edge.contract import CLASS_NAMES
 from lungcnn.edge.manifest import read_manifest, sha256_file
-from lungcnn.trainer.cli import EXIT_UNREADABLE, EXIT_USAGE
+from lungcnn.edge.errors import EXIT_USAGE
+from lungcnn.trainer.cli import EXIT_UNREADABLE
 from lungcnn.trainer.dataset import split_sha256
 
 EVALUATE_KEYS = {"n", "accuracy", "auc_macro", "per_class", "confusion_matrix", "ci95"}
