@@ -31,6 +31,7 @@ class EvalSplit:
     images: np.ndarray
     keras_probs: np.ndarray
     skipped: tuple[str, ...]
+    sources: tuple[str, ...] = ()  # each file's source (the run manifest's `sources`)
 
 
 def load_eval_splits(
@@ -50,8 +51,11 @@ def load_eval_splits(
             )
         files = tuple(split_name(path, data_dir) for path in batch.paths)
         probs = run_all(keras_model, batch.images, chunk=8)[0]
+        known = run_manifest.get("sources") or {}
+        sources = tuple((known.get(rel) or ["unknown"])[0] for rel in files)
         splits[name] = EvalSplit(
-            name, files, _labels(files, class_names), batch.images, probs, batch.skipped
+            name, files, _labels(files, class_names), batch.images, probs, batch.skipped,
+            sources,
         )
     return splits
 
@@ -110,7 +114,24 @@ def _split_parity(split: EvalSplit, probs: np.ndarray) -> dict:
             if not same
         ],
         "skipped": list(split.skipped),
+        "by_source": _by_source(split, probs),
     }
+
+
+def _by_source(split: EvalSplit, probs: np.ndarray) -> dict:
+    """Keras and TFLite accuracy and AUC of each source's scans in the split."""
+    from lungcnn.trainer.metrics import evaluate
+
+    sources = np.array(split.sources or ["unknown"] * len(split.files))
+    report = {}
+    for source in sorted(set(sources)):
+        rows = sources == source
+        report[str(source)] = {
+            "count": int(rows.sum()),
+            "keras": _headline(evaluate(split.labels[rows], split.keras_probs[rows])),
+            "tflite": _headline(evaluate(split.labels[rows], probs[rows])),
+        }
+    return report
 
 
 def _headline(metrics: dict) -> dict:

@@ -101,6 +101,10 @@ def test_parity_reports_are_present_and_sane(tiny_tflite_models, tiny_keras_run)
             assert 0.0 <= report["mean_abs_prob_diff"] <= report["max_abs_prob_diff"] <= 1.0
             assert 0.0 <= report["tflite"]["accuracy"] <= 1.0
             assert report["skipped"] == []
+            # The tiny run's manifest names no sources: every scan is "unknown".
+            assert {k: v["count"] for k, v in report["by_source"].items()} == {
+                "unknown": report["count"]}
+            assert report["by_source"]["unknown"]["tflite"] == report["tflite"]
             assert len(report["disagreements"]) == round(
                 (1 - report["agreement"]) * report["count"]
             )
