@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, TiffImagePlugin
 
+from lungcnn.benchmarks.synthetic_dicom import secondary_capture
 from lungcnn.edge.pixels import MAX_PIXELS, largest_accepted_pixels, pillow_decode_bytes
 
 
@@ -102,24 +103,13 @@ def _simple(format_name: str, **options):
 def _dicom(kind: str):
     def write(path: Path, pixels: int) -> None:
         side = math.isqrt(pixels)
-        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.dataset import Dataset
         from pydicom.sequence import Sequence
-        from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
         frames = 4 if kind == "multiframe" else 1
         rows = side // 2 if frames > 1 else side
         pixels = _ramp(rows, rows, 4095).astype(np.uint16)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        dataset = Dataset()
-        dataset.file_meta = meta
-        dataset.SOPClassUID, dataset.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-        dataset.Rows = dataset.Columns = rows
-        dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 12, 11
-        dataset.PixelRepresentation = 0
+        dataset = secondary_capture(rows, rows)
         if frames > 1:
             dataset.NumberOfFrames = frames
         if kind == "window":

@@ -58,26 +58,11 @@ def write_dicom(
     window: tuple[float, float] | None = None,
 ) -> Path:
     """Write a minimal valid DICOM file (secondary capture, explicit VR little endian)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from lungcnn.benchmarks.synthetic_dicom import secondary_capture
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "OT"
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = photometric
     allocated = 8 if pixels.dtype == np.uint8 else 16
-    dataset.BitsAllocated = allocated
-    dataset.BitsStored = bits_stored or allocated
-    dataset.HighBit = dataset.BitsStored - 1
-    dataset.PixelRepresentation = 0
+    dataset = secondary_capture(*pixels.shape, bits_allocated=allocated,
+                                bits_stored=bits_stored or allocated, photometric=photometric)
     if slope is not None:
         dataset.RescaleSlope = slope
         dataset.RescaleIntercept = intercept or 0

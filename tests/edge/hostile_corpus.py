@@ -225,21 +225,10 @@ def _dicom_files(root: Path) -> list[Case]:
         import pydicom  # noqa: F401
     except ImportError:
         return []
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from lungcnn.benchmarks.synthetic_dicom import secondary_capture
 
-    def dicom(rows: int, columns: int, pixel_bytes: bytes | None) -> Dataset:
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        dataset = Dataset()
-        dataset.file_meta = meta
-        dataset.SOPClassUID, dataset.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-        dataset.Rows, dataset.Columns, dataset.SamplesPerPixel = rows, columns, 1
-        dataset.PhotometricInterpretation = "MONOCHROME2"
-        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 12, 11
-        dataset.PixelRepresentation = 0
+    def dicom(rows: int, columns: int, pixel_bytes: bytes | None):
+        dataset = secondary_capture(rows, columns)
         if pixel_bytes is not None:
             dataset.PixelData = pixel_bytes
         return dataset

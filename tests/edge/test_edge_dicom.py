@@ -14,34 +14,21 @@ import pytest
 from lungcnn.edge.decode import ScanError, read_grayscale
 
 pydicom = pytest.importorskip("pydicom")
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.sequence import Sequence  # noqa: E402
 from pydicom.uid import (  # noqa: E402
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
-    SecondaryCaptureImageStorage,
-    generate_uid,
 )
+
+from lungcnn.benchmarks.synthetic_dicom import secondary_capture  # noqa: E402
 
 RAMP_12BIT = np.arange(4096, dtype=np.uint16).reshape(64, 64)  # every 12-bit value once
 
 
 def _dataset(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID, dataset.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    dataset.Modality = "OT"
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = "MONOCHROME2"
-    dataset.BitsAllocated = 16 if pixels.dtype.itemsize == 2 else 8
-    dataset.BitsStored, dataset.HighBit = bits_stored, bits_stored - 1
-    dataset.PixelRepresentation = int(signed)
+    dataset = secondary_capture(*pixels.shape, bits_allocated=8 * pixels.dtype.itemsize,
+                                bits_stored=bits_stored, signed=signed)
     dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
     return dataset
 
