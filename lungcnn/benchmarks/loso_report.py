@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lungcnn.edge.trust.gate import REASON_PREFIX as GATE_REASON_PREFIX
+
 MAX_RIGHT_FLAGGED = 0.25
 DISTANCE_FACTORS = tuple(np.round(np.arange(0.5, 1.001, 0.025), 3))
 MIN_CONFIDENCES = tuple(np.round(np.arange(0.0, 0.96, 0.01), 2))
-# The X-ray gate's reason; the feature distance's reason starts the same way, then differs.
-_GATE_REASON = "unlike the training X-rays: "
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,8 @@ def _by_class(records: list[dict], right: np.ndarray, flagged: np.ndarray) -> di
 
 
 def _gate_failed(record: dict) -> bool:
-    return record["flag"] == "out_of_distribution" and record["reason"].startswith(_GATE_REASON)
+    return (record["flag"] == "out_of_distribution"
+            and record["reason"].startswith(GATE_REASON_PREFIX))
 
 
 def _share(mask: np.ndarray) -> float | None:

@@ -73,12 +73,16 @@ def gate_settings(calibration: dict, trust: dict, classes: int) -> GateSettings 
     return GateSettings(parsed, template.reshape(TEMPLATE_SIDE, TEMPLATE_SIDE))
 
 
+# How a gate flag's reason starts (`lungcnn.benchmarks.loso_report` tells the signals apart by it).
+REASON_PREFIX = "unlike the training X-rays: "
+
+
 def check(evidence: Evidence, settings: GateSettings) -> Verdict:
     statistics = image_features(evidence.gray, evidence.model_input, settings.template,
                                 evidence.colour)
     failures = gate_failures(statistics, settings.bounds)
     return Verdict({"features": statistics},
-                   "unlike the training X-rays: " + "; ".join(failures) if failures else None)
+                   REASON_PREFIX + "; ".join(failures) if failures else None)
 
 
 SIGNAL = Signal("gate", FLAG_OUT_OF_DISTRIBUTION, gate_settings, check)
