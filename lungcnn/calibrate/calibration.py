@@ -75,7 +75,7 @@ def _val_flags(model: Model, val: list, seen: scans.Outputs, calibration: dict,
     settings = TrustSettings.from_manifest({"calibration": calibration, "trust": trust},
                                            len(model.class_names))
     flags = np.array([
-        judge(evidence_of(gray, _input(gray, model), colour, seen.probabilities[i],
+        judge(evidence_of(_input(gray, model), colour, seen.probabilities[i],
                           seen.variant_names,
                           None if seen.features is None else seen.features[i, 0], settings),
               settings).flag

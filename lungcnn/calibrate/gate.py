@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lungcnn.edge.contract import resize_gray
-from lungcnn.edge.trust.gate import GATE_FEATURES, TEMPLATE_SIDE, image_features
+from lungcnn.edge.trust.gate import GATE_FEATURES, image_features, layout_of
 
 # Gate bounds: the 1st..99th percentile of the training scans, widened on each side by
 # GATE_MARGIN times the 1st..99th percentile spread (an a-priori rule, not tuned to any
@@ -38,16 +38,16 @@ def fit_gate(feature_rows: list[dict[str, float]]) -> dict[str, list[float]]:
     return bounds
 
 
-def chest_template(grays: list[np.ndarray]) -> np.ndarray:
-    """The mean training scan at 16 x 16 pixels: where a chest X-ray is bright and dark."""
-    stack = np.stack([resize_gray(g, TEMPLATE_SIDE)[:, :, 0].astype(np.float64) for g in grays])
-    return stack.mean(axis=0)
+def chest_template(model_inputs: list[np.ndarray]) -> np.ndarray:
+    """The mean training input at 16 x 16 pixels: where a chest X-ray is bright and dark."""
+    return np.stack([layout_of(model_input) for model_input in model_inputs]).mean(axis=0)
 
 
 def gate_fields(train: list, size: int) -> dict:
     """The trust section's gate fields fitted on `train` ((gray, label, colour) items)."""
-    template = chest_template([gray for gray, _, _ in train])
-    rows = [image_features(gray, resize_gray(gray, size), template, colour)
-            for gray, _, colour in train]
+    inputs = [resize_gray(gray, size) for gray, _, _ in train]
+    template = chest_template(inputs)
+    rows = [image_features(model_input, template, colour)
+            for model_input, (_, _, colour) in zip(inputs, train, strict=True)]
     return {"gate_bounds": fit_gate(rows),
             "chest_template": [round(float(v), 2) for v in template.ravel()]}

@@ -12,6 +12,7 @@ front end gives the same answer for the same scan. Not a medical device.
 
 from __future__ import annotations
 
+import copy
 import weakref
 from pathlib import Path
 
@@ -48,6 +49,14 @@ class Classifier:
         # The scan last classified (a weak reference: a large scan is not kept alive) and its
         # assessment, for its heatmap.
         self._last: tuple[weakref.ref | None, Assessment | None] = (None, None)
+
+    def replica(self) -> Classifier:
+        """The same model and manifest with an interpreter of its own, for another thread
+        (`edge.workers`); the model file is not read or checked again."""
+        twin = copy.copy(self)
+        twin._model = self._model.replica()
+        twin._last = (None, None)
+        return twin
 
     @property
     def class_names(self) -> tuple[str, ...]:

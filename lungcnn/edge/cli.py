@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -31,6 +31,7 @@ from lungcnn.edge.inputs import InputItem, expand_inputs
 from lungcnn.edge.manifest import manifest_path
 from lungcnn.edge.report import WRITERS, Progress, ScanResult, display_name
 from lungcnn.edge.runtime import ModelError
+from lungcnn.edge.workers import MAX_DEFAULT_WORKERS, classify_in_order, default_workers
 
 PROG = "edge-classify"
 
@@ -75,7 +76,14 @@ def classify(
     csv_rows: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
     threads: Annotated[
         int | None,
-        typer.Option(min=1, help="Interpreter threads.", show_default="the runtime's choice"),
+        typer.Option(min=1, help="Interpreter threads per worker.",
+                     show_default="the runtime's choice"),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Scans classified at once, each by its own copy of the model "
+                     "(the answers do not change; peak memory grows with it).",
+                     show_default=f"the CPUs available, at most {MAX_DEFAULT_WORKERS}"),
     ] = None,
     heatmap_dir: Annotated[
         Path | None,
@@ -94,7 +102,8 @@ def classify(
         fail("--json and --csv cannot be combined", EXIT_USAGE, PROG)
     output = "json" if json_lines else "csv" if csv_rows else "table"
     try:
-        code = _classify(scans, model, output, threads, heatmap_dir)
+        code = _classify(scans, model, output, threads, heatmap_dir,
+                         workers or default_workers())
     except OutputError as error:
         _silence_stdout()
         fail(f"cannot write the results to stdout ({error})", EXIT_USAGE, PROG)
@@ -104,7 +113,7 @@ def classify(
 
 
 def _classify(scans: list[str], model: Path | None, output: str, threads: int | None,
-              heatmap_dir: Path | None) -> int:
+              heatmap_dir: Path | None, workers: int) -> int:
     if sys.stdout is None:  # started with stdout closed (>&-)
         fail("stdout is closed: nowhere to write the results", EXIT_USAGE, PROG)
     if heatmap_dir is not None:
@@ -114,20 +123,21 @@ def _classify(scans: list[str], model: Path | None, output: str, threads: int | 
     with _output():
         writer = WRITERS[output](sys.stdout, classifier.class_names,
                                  [display_name(i.path) for i in items])
-    return _classify_items(classifier, items, writer, heatmap_dir)
+    return _classify_items(classifier, items, writer, heatmap_dir, workers)
 
 
 def _classify_items(classifier: Classifier, items: list[InputItem], writer,
-                    heatmap_dir: Path | None) -> int:
-    """Classify and write each item in turn; one bad scan does not stop the batch."""
+                    heatmap_dir: Path | None, workers: int) -> int:
+    """Classify the items (`workers` at a time) and write each result in the items' order;
+    one bad scan does not stop the batch."""
     progress = Progress(sys.stderr, len(items))
     written = failed = 0
-    heatmap_names: set[str] = set()
-    with _CtrlC() as ctrl_c:
-        for item in items:
-            if ctrl_c.pressed:
-                break
-            result = classify_item(classifier, item, heatmap_dir, heatmap_names)
+    taken: set[str] = set()
+    jobs = ((item, None if heatmap_dir is None else heatmap_path(item.path, heatmap_dir, taken))
+            for item in items)  # heatmap names are given in order, whatever finishes first
+    results = classify_in_order(classifier, _classify_job, jobs, min(workers, len(items)))
+    with _CtrlC() as ctrl_c, closing(results):
+        for result in results:
             progress.clear()
             with _output():
                 if not result.ok:
@@ -135,6 +145,8 @@ def _classify_items(classifier: Classifier, items: list[InputItem], writer,
                 writer.write(result)
             written, failed = written + 1, failed + (not result.ok)
             progress.update(written)
+            if ctrl_c.pressed:
+                break
     progress.clear()
     with _output():
         writer.finish(written - failed, failed, len(items) - written)
@@ -143,6 +155,10 @@ def _classify_items(classifier: Classifier, items: list[InputItem], writer,
                     "written are complete", PROG)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _classify_job(classifier: Classifier, job: tuple[InputItem, Path | None]) -> ScanResult:
+    return classify_item(classifier, *job)
 
 
 class _CtrlC:
@@ -168,10 +184,10 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def classify_item(classifier: Classifier, item: InputItem, heatmap_dir: Path | None = None,
-                  heatmap_names: set[str] | None = None) -> ScanResult:
-    """Classify one file (decoded once) and write its heatmap if asked; any problem becomes
-    the result's one-line error, so record, footer and exit code agree."""
+def classify_item(classifier: Classifier, item: InputItem,
+                  heatmap: Path | None = None) -> ScanResult:
+    """Classify one file (decoded once) and write its heatmap to `heatmap` if given; any
+    problem becomes the result's one-line error, so record, footer and exit code agree."""
     if item.error is not None:
         return ScanResult(item.path, error=item.error)
     try:
@@ -179,18 +195,16 @@ def classify_item(classifier: Classifier, item: InputItem, heatmap_dir: Path | N
     except ScanError as error:
         return ScanResult(item.path, error=str(error))
     result = classifier.classify_gray(scan.gray, item.path, scan.colourfulness)
-    if heatmap_dir is not None:
-        problem = _write_heatmap(classifier, item.path, scan, heatmap_dir,
-                                 set() if heatmap_names is None else heatmap_names)
+    if heatmap is not None:
+        problem = _write_heatmap(classifier, item.path, scan, heatmap)
         if problem is not None:
             result = replace(result, error=f"heatmap not written ({problem})")
     return result
 
 
-def _write_heatmap(classifier: Classifier, path: Path, scan: DecodedScan, out_dir: Path,
-                   taken: set[str]) -> str | None:
+def _write_heatmap(classifier: Classifier, path: Path, scan: DecodedScan,
+                   target: Path) -> str | None:
     """Write the scan's heatmap PNG; the reason it could not be written, else None."""
-    target = heatmap_path(path, out_dir, taken)
     try:
         # The caption names the scan as printed (a name that is not valid UTF-8 cannot be
         # stored in a PNG text chunk); the file keeps the scan's own name.

@@ -41,7 +41,7 @@ PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 SUPPORTED_FORMATS = "PNG, JPEG, BMP, TIFF, WebP or DICOM"
 HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 _COLOURLESS_MODES = HIGH_BIT_MODES | {"1", "L", "LA", "La"}
-_COLOUR_SIDE = 256  # colourfulness is measured on a thumbnail this size
+_COLOUR_SIDE = 256  # colourfulness is measured on a reduced copy at most this size
 _DICOM_MAGIC_OFFSET = 128
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSES = {
@@ -172,7 +172,7 @@ def _decode_with_pillow(handle: BinaryIO) -> DecodedScan:
                 image.load()
                 orientation = image.getexif().get(_ORIENTATION_TAG)
                 gray = _pil_to_gray(image)
-                colour = _colourfulness_of(image)  # shrinks `image`: after the gray
+                colour = _colourfulness_of(image)
     except ScanError:
         raise
     except Image.UnidentifiedImageError:
@@ -207,8 +207,13 @@ def _pil_to_gray(image: Image.Image) -> np.ndarray:
             gray[top:bottom, left:right] = scale_to_uint8(tile, value_range)
         return gray
     for left, top, right, bottom in tiles(width, height):
-        gray[top:bottom, left:right] = _tile_to_gray(image.crop((left, top, right, bottom)))
+        gray[top:bottom, left:right] = _tile_to_gray(_region(image, (left, top, right, bottom)))
     return gray
+
+
+def _region(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """`image.crop(box)`, without the copy when the box is the whole image."""
+    return image if box == (0, 0, *image.size) else image.crop(box)
 
 
 def _tile_to_gray(image: Image.Image) -> np.ndarray:
@@ -236,27 +241,19 @@ def _oriented(gray: np.ndarray, orientation) -> np.ndarray:
 
 
 def _colourfulness_of(image: Image.Image) -> float:
-    """Of a thumbnail, as Pillow's `thumbnail` makes it; an RGBA image is first box-reduced
-    tile by tile (Pillow would premultiply a full-size copy of it)."""
+    """Of the image box-reduced to at most _COLOUR_SIDE px a side, strip by strip, so no
+    full-size RGB copy is made."""
     if image.mode in _COLOURLESS_MODES:
         return 0.0
-    if image.mode == "RGBA":
-        image = _reduced(image, max(1, min(image.size) // (2 * _COLOUR_SIDE)))
-    image.thumbnail((_COLOUR_SIDE, _COLOUR_SIDE))
-    return colourfulness(np.asarray(image.convert("RGB"), dtype=np.float64))
-
-
-def _reduced(image: Image.Image, factor: int) -> Image.Image:
-    """`image.reduce(factor)`, made from tiles whose sides are multiples of `factor`."""
-    if factor == 1:
-        return image
+    factor = max(1, -(-max(image.size) // _COLOUR_SIDE))
     width, height = image.size
-    small = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    small = Image.new("RGB", (-(-width // factor), -(-height // factor)))
     rows = max(factor, TILE_PIXELS // width // factor * factor)
     for top in range(0, height, rows):
-        strip = image.crop((0, top, width, min(top + rows, height))).reduce(factor)
-        small.paste(strip, (0, top // factor))
-    return small
+        strip = _region(image, (0, top, width, min(top + rows, height)))
+        strip = strip if strip.mode == "RGB" else strip.convert("RGB")
+        small.paste(strip.reduce(factor), (0, top // factor))
+    return colourfulness(np.asarray(small, dtype=np.float64))
 
 
 def colourfulness(rgb: np.ndarray) -> float:

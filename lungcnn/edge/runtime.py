@@ -8,6 +8,7 @@ interpreter's tensor details, so int8, uint8 and float32 models all take raw 0-2
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import sys
@@ -66,6 +67,7 @@ class TFLiteClassifier:
         self.manifest = _read_model_manifest(self.model_path)
         self.class_names: tuple[str, ...] = tuple(self.manifest["class_names"])
         self.input_size: int = self.manifest["input"]["size"]
+        self._threads = threads
         self._interpreter = _open_interpreter(self.model_path, threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output, self._features_output = split_outputs(
@@ -75,6 +77,14 @@ class TFLiteClassifier:
         self._resizable = int(self._input.get("shape_signature", self._input["shape"])[0]) == -1
         self._check_against_manifest()
         self.trust_settings = self._trust_settings() if trust else TrustSettings()
+
+    def replica(self) -> TFLiteClassifier:
+        """The same model, manifest and settings with an interpreter of its own, for another
+        thread (an interpreter must not be shared between threads)."""
+        twin = copy.copy(self)
+        twin._interpreter = _open_interpreter(self.model_path, self._threads)
+        twin._batch = int(self._input["shape"][0])
+        return twin
 
     def _trust_settings(self) -> TrustSettings:
         where = manifest_path(self.model_path)

@@ -63,18 +63,18 @@ def assess(model: Model, gray: np.ndarray, settings: TrustSettings,
     model_input = resize_gray(gray, model.input_size)
     variants = reacquisitions(model_input) if settings.check_variants else {}
     raw, features = model.run(np.stack([model_input, *variants.values()]))
-    return judge(evidence_of(gray, model_input, colour, raw, tuple(variants),
+    return judge(evidence_of(model_input, colour, raw, tuple(variants),
                              None if features is None else features[0], settings), settings)
 
 
-def evidence_of(gray: np.ndarray, model_input: np.ndarray, colour: float, raw: np.ndarray,
+def evidence_of(model_input: np.ndarray, colour: float, raw: np.ndarray,
                 variant_names: tuple[str, ...], features: np.ndarray | None,
                 settings: TrustSettings) -> Evidence:
     """The evidence of one scan from the model's outputs on it (`raw`: the scan's row, then
     one per variant; `features`: the scan's feature vector)."""
     raw = np.asarray(raw, dtype=np.float64)
     calibrated = apply_temperature(raw, settings.temperature)
-    return Evidence(gray, model_input, float(colour), raw, calibrated, variant_names, features,
+    return Evidence(model_input, float(colour), raw, calibrated, variant_names, features,
                     int(np.argmax(calibrated[0])))
 
 

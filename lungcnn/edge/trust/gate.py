@@ -78,8 +78,7 @@ REASON_PREFIX = "unlike the training X-rays: "
 
 
 def check(evidence: Evidence, settings: GateSettings) -> Verdict:
-    statistics = image_features(evidence.gray, evidence.model_input, settings.template,
-                                evidence.colour)
+    statistics = image_features(evidence.model_input, settings.template, evidence.colour)
     failures = gate_failures(statistics, settings.bounds)
     return Verdict({"features": statistics},
                    REASON_PREFIX + "; ".join(failures) if failures else None)
@@ -101,18 +100,19 @@ def gate_failures(features: dict[str, float], bounds: dict) -> list[str]:
     return reasons
 
 
-def image_features(
-    gray: np.ndarray, model_input: np.ndarray, template: np.ndarray | None, colour: float
-) -> dict[str, float]:
+def image_features(model_input: np.ndarray, template: np.ndarray | None,
+                   colour: float) -> dict[str, float]:
     """Statistics of a scan that separate chest X-rays from other images.
 
-    `gray` is the decoded 2-D scan, `model_input` what the model sees (its fine detail is
-    what a low-resolution source lacks), `template` the mean training scan at 16 px.
+    They are measured on what the model sees, `model_input` ((size, size, 1) uint8), so one
+    resize of the decoded scan serves the model and the gate. `template` is the mean training
+    input at 16 px, `colour` the colourfulness of the file.
     """
-    small = resize_gray(gray, ANALYSIS_SIDE)[:, :, 0].astype(np.float64)
+    pixels = model_input[:, :, 0]
+    small = resize_gray(pixels, ANALYSIS_SIDE)[:, :, 0].astype(np.float64)
     contrast = small.std()
     gradient = np.abs(np.diff(small, axis=0)).mean() + np.abs(np.diff(small, axis=1)).mean()
-    half = resize_gray(gray, SYMMETRY_SIDE)[:, :, 0].astype(np.float64)
+    half = resize_gray(pixels, SYMMETRY_SIDE)[:, :, 0].astype(np.float64)
     features = {
         "colourfulness": float(colour),
         "contrast": float(contrast),
@@ -121,12 +121,16 @@ def image_features(
         "dark_fraction": float((small < 12).mean()),
         "histogram_entropy": _histogram_entropy(small),
         "symmetry": _correlation(half, half[:, ::-1]),
-        "detail": _fine_detail(model_input[:, :, 0]),
+        "detail": _fine_detail(pixels),
     }
     if template is not None:
-        layout = resize_gray(gray, TEMPLATE_SIDE)[:, :, 0].astype(np.float64)
-        features["chest_layout"] = _correlation(layout, template)
+        features["chest_layout"] = _correlation(layout_of(model_input), template)
     return features
+
+
+def layout_of(model_input: np.ndarray) -> np.ndarray:
+    """The coarse intensity layout of a model input: TEMPLATE_SIDE px, float64."""
+    return resize_gray(model_input[:, :, 0], TEMPLATE_SIDE)[:, :, 0].astype(np.float64)
 
 
 def _histogram_entropy(pixels: np.ndarray, bins: int = 32) -> float:

@@ -26,7 +26,6 @@ class Evidence:
     re-acquisition variant (`variant_names`); `features` is the model's feature vector of the
     scan (None for a model without a features output)."""
 
-    gray: np.ndarray  # the decoded 2-D uint8 scan
     model_input: np.ndarray  # (size, size, 1) uint8
     colour: float  # colourfulness of the file the scan came from
     raw: np.ndarray  # (1 + variants, classes) model probabilities
