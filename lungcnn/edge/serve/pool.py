@@ -1,5 +1,5 @@
-"""Bounded inference: a fixed number of worker threads, each with its own Classifier (a
-TFLite interpreter must not be shared between threads), behind an admission counter.
+"""Bounded inference: a fixed number of worker threads, each leasing its own Classifier
+(`edge.workers.Classifiers`), behind an admission counter.
 
 A request is admitted before its body is read, so a full server refuses work (503) without
 holding the upload; an admitted request keeps its slot until its job has finished, even if
@@ -9,12 +9,12 @@ the client went away.
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 from lungcnn.edge.api import Classifier
+from lungcnn.edge.workers import Classifiers
 
 T = TypeVar("T")
 
@@ -26,11 +26,8 @@ class Busy(Exception):
 class InferencePool:
     def __init__(self, make_classifier: Callable[[], Classifier], workers: int,
                  queue_limit: int):
-        self._classifiers: queue.SimpleQueue[Classifier] = queue.SimpleQueue()
         self.first = make_classifier()  # loaded before serving: a bad model stops startup
-        self._classifiers.put(self.first)
-        for _ in range(workers - 1):
-            self._classifiers.put(make_classifier())
+        self._classifiers = Classifiers(self.first, workers, eager=True)
         self._executor = ThreadPoolExecutor(max_workers=workers,
                                             thread_name_prefix="lungcnn-inference")
         self.capacity = workers + queue_limit
@@ -66,11 +63,8 @@ class InferencePool:
         return await asyncio.wrap_future(future)
 
     def _with_classifier(self, job: Callable[[Classifier], T]) -> T:
-        classifier = self._classifiers.get()
-        try:
+        with self._classifiers.lease() as classifier:
             return job(classifier)
-        finally:
-            self._classifiers.put(classifier)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,110 @@
+"""Classifying with several workers (`edge.workers`, `edge-classify --workers`): the same
+records in the same order as one worker, one interpreter per thread, early stop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from lungcnn.edge import cli
+from lungcnn.edge.api import BUNDLED_MODEL, Classifier
+from lungcnn.edge.workers import LOOKAHEAD, Classifiers, classify_in_order, default_workers
+
+
+def run(*args) -> tuple[int, list[dict]]:
+    result = CliRunner().invoke(cli.app, [str(a) for a in args])
+    return result.exit_code, [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(scan_files, tmp_path_factory):
+    """Twenty scans (copies of the committed ones, two sharing each stem in subfolders) and
+    two files that are not images."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for index in range(20):
+        target = folder / f"part{index % 2}" / f"{index // 2:02d}{scan_files[index % 6].suffix}"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(scan_files[index % len(scan_files)], target)
+    (folder / "part0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "part1" / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_several_workers_write_the_records_of_one(mixed_folder, workers, tmp_path):
+    code_one, one = run("--json", "--workers", 1, "--heatmap", tmp_path / "one", mixed_folder)
+    code_many, many = run("--json", "--workers", workers, "--heatmap", tmp_path / "many",
+                          mixed_folder)
+    assert code_one == code_many == 1  # the two bad files fail, the rest are classified
+    assert many == one
+    assert [r["status"] for r in one].count("error") == 2
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == names
+    for name in names:  # the same scan's heatmap under the same name, whatever finished first
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes()
+
+
+def test_workers_must_be_positive(scan_files):
+    assert run("--workers", 0, scan_files[0])[0] == 2
+
+
+def test_results_come_in_input_order_and_no_interpreter_is_shared():
+    classifier = Classifier(BUNDLED_MODEL)
+    busy: set[int] = set()
+    used: set[int] = set()
+    shared = []
+    lock = threading.Lock()
+
+    def work(leased: Classifier, item: int) -> int:
+        key = id(leased.runtime)
+        with lock:
+            shared.append(key in busy)
+            busy.add(key)
+            used.add(key)
+        time.sleep(0.001 * (item % 3))  # finish out of order
+        with lock:
+            busy.discard(key)
+        return item * item
+
+    assert list(classify_in_order(classifier, work, range(40), 3)) == [i * i for i in
+                                                                         range(40)]
+    assert not any(shared)
+    assert id(classifier.runtime) in used and len(used) <= 3
+
+
+def test_closing_early_stops_the_work_not_yet_started():
+    started = []
+
+    def work(leased: Classifier, item: int) -> int:
+        started.append(item)
+        return item
+
+    results = classify_in_order(Classifier(BUNDLED_MODEL), work, range(1000), 2)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    results.close()  # cancels what is queued and waits for what runs
+    assert len(started) <= 3 + 2 * (LOOKAHEAD + 1)
+
+
+def test_a_replica_answers_like_its_original(scan_files):
+    classifier = Classifier(BUNDLED_MODEL)
+    twin = classifier.replica()
+    assert twin.runtime is not classifier.runtime
+    assert twin.classify(scan_files[0]).to_dict() == classifier.classify(scan_files[0]).to_dict()
+
+
+def test_no_more_classifiers_than_the_limit():
+    pool = Classifiers(Classifier(BUNDLED_MODEL), 2)
+    with pool.lease() as first, pool.lease() as second:
+        assert first is not second
+    with pool.lease() as again:
+        assert again in (first, second)
+    assert Classifiers(Classifier(BUNDLED_MODEL), 3, eager=True)._made == 3
+
+
+def test_default_workers_is_bounded():
+    assert 1 <= default_workers() <= 4
