@@ -82,7 +82,7 @@ def classify(
     workers: Annotated[
         int | None,
         typer.Option(min=1, help="Scans classified at once, each by its own copy of the model "
-                     "(the answers do not change; peak memory grows with it).",
+                     "(the answers do not change; the decode memory budget is shared).",
                      show_default=f"the CPUs available, at most {MAX_DEFAULT_WORKERS}"),
     ] = None,
     heatmap_dir: Annotated[

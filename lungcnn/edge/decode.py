@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -21,8 +20,10 @@ import numpy as np
 from PIL import Image
 
 from lungcnn.edge.dicom import read_dicom
+from lungcnn.edge.quiet import decoder_warnings_silenced
 from lungcnn.edge.errors import ScanError, first_line
 from lungcnn.edge.pixels import (
+    DECODE_MEMORY,
     MAX_PIXELS,
     TILE_PIXELS,
     check_decode_memory,
@@ -163,12 +164,10 @@ def _is_dicom(head: bytes) -> bool:
 
 def _decode_with_pillow(handle: BinaryIO) -> DecodedScan:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. corrupt EXIF: the decode below still decides
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(handle, formats=PILLOW_FORMATS) as image:
-                check_pixel_limit(image.size)
-                _check_memory(image)
+        # Pillow's own bomb check (above MAX_PIXELS) warns at open; check_pixel_limit refuses.
+        with decoder_warnings_silenced, Image.open(handle, formats=PILLOW_FORMATS) as image:
+            check_pixel_limit(image.size)
+            with DECODE_MEMORY.held(_decode_bytes(image)):
                 image.load()
                 orientation = image.getexif().get(_ORIENTATION_TAG)
                 gray = _pil_to_gray(image)
@@ -177,7 +176,7 @@ def _decode_with_pillow(handle: BinaryIO) -> DecodedScan:
         raise
     except Image.UnidentifiedImageError:
         raise ScanError(f"not a supported image format ({SUPPORTED_FORMATS})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ScanError(f"image larger than the {MAX_PIXELS:,}-pixel limit") from None
     except MemoryError:
         raise ScanError("not enough memory to decode this image") from None
@@ -188,11 +187,12 @@ def _decode_with_pillow(handle: BinaryIO) -> DecodedScan:
     return DecodedScan(_oriented(gray, orientation), colour)
 
 
-def _check_memory(image: Image.Image) -> None:
+def _decode_bytes(image: Image.Image) -> int:
+    """What decoding `image` will hold (raises ScanError when over the budget)."""
     progressive = bool(image.info.get("progressive") or image.info.get("progression"))
     needed = pillow_decode_bytes(image.format, image.mode, len(image.getbands()), progressive)
     what = f"{'progressive ' if progressive else ''}{image.format} {image.mode}"
-    check_decode_memory(image.size, needed, what)
+    return check_decode_memory(image.size, needed, what)
 
 
 def _pil_to_gray(image: Image.Image) -> np.ndarray:

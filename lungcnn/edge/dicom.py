@@ -7,13 +7,14 @@ the JPEG, JPEG-LS and JPEG 2000 decoders); only the first frame of a multi-frame
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import BinaryIO
 
 import numpy as np
 
 from lungcnn.edge.errors import ScanError, first_line
+from lungcnn.edge.quiet import decoder_warnings_silenced
 from lungcnn.edge.pixels import (
+    DECODE_MEMORY,
     TILE_PIXELS,
     check_decode_memory,
     check_pixel_limit,
@@ -44,16 +45,15 @@ def read_dicom(handle: BinaryIO) -> np.ndarray:
     except ImportError:
         raise ScanError(f"DICOM file, but pydicom is not installed: {_INSTALL}") from None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns about oddities it can work around
+        with decoder_warnings_silenced:
             dataset = pydicom.dcmread(handle, stop_before_pixels=True)
-            _check_size(dataset)
             handle.seek(0)
-            try:
-                pixels = pixel_array(handle, index=0)
-            except Exception as error:
-                raise ScanError(_decoder_problem(dataset, error)) from None
-            return dicom_to_gray(pixels, dataset)
+            with DECODE_MEMORY.held(_decode_bytes(dataset)):
+                try:
+                    pixels = pixel_array(handle, index=0)
+                except Exception as error:
+                    raise ScanError(_decoder_problem(dataset, error)) from None
+                return dicom_to_gray(pixels, dataset)
     except ScanError:
         raise
     except MemoryError:
@@ -62,11 +62,12 @@ def read_dicom(handle: BinaryIO) -> np.ndarray:
         raise ScanError(f"unreadable DICOM ({first_line(error)})") from None
 
 
-def _check_size(dataset) -> None:
+def _decode_bytes(dataset) -> int:
+    """What decoding the first frame will hold (raises ScanError when over a limit)."""
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     check_pixel_limit((columns, rows * frames))
-    check_decode_memory((columns, rows), decode_bytes_per_pixel(dataset), "DICOM")
+    return check_decode_memory((columns, rows), decode_bytes_per_pixel(dataset), "DICOM")
 
 
 def decode_bytes_per_pixel(dataset) -> int:

@@ -3,11 +3,14 @@ limits checked from a file's header, the tiles images are converted in, and the 
 high-bit data onto 0-255.
 
 Memory is bounded by construction: an image is decoded only if what its decoder holds (the
-decoded buffer, and for some formats a second whole-image buffer) fits DECODE_BUDGET; the
+decoded buffer, and for some formats a second whole-image buffer) fits DECODE_BUDGET (shared by the decodes running at once on several threads); the
 conversion to gray then adds the 1-byte result and a few tiles. `lungcnn.benchmarks.memory`
 measures the peak for every format at the largest size each one accepts."""
 
 from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -35,8 +38,9 @@ def pillow_decode_bytes(image_format: str, mode: str, bands: int,
     return held
 
 
-def check_decode_memory(size: tuple[int, int], bytes_per_pixel: float, what: str) -> None:
-    """Refuse, from the header, an image whose decoding would hold more than DECODE_BUDGET."""
+def check_decode_memory(size: tuple[int, int], bytes_per_pixel: float, what: str) -> int:
+    """The bytes decoding the image would hold; refused, from the header, when that is more
+    than DECODE_BUDGET."""
     width, height = size
     needed = width * height * bytes_per_pixel
     if needed > DECODE_BUDGET:
@@ -45,6 +49,34 @@ def check_decode_memory(size: tuple[int, int], bytes_per_pixel: float, what: str
             f"to decode, over the {DECODE_BUDGET // 2**20} MiB a scan may use; "
             "save it smaller (a model input is far smaller) or as 8-bit grayscale"
         )
+    return int(needed)
+
+
+class DecodeMemory:
+    """DECODE_BUDGET shared by the decodes running at once on the threads of a process
+    (`edge.workers`): a decode waits until the others leave room for it, so the peak does not
+    grow with the number of workers. One decode alone never waits."""
+
+    def __init__(self, budget: int = DECODE_BUDGET):
+        self.budget = budget
+        self._free = budget
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def held(self, nbytes: int):
+        nbytes = min(max(0, nbytes), self.budget)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= nbytes)
+            self._free -= nbytes
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += nbytes
+                self._changed.notify_all()
+
+
+DECODE_MEMORY = DecodeMemory()
 
 
 def largest_accepted_pixels(bytes_per_pixel: float) -> int:

@@ -7,12 +7,15 @@ import json
 import shutil
 import threading
 import time
+import warnings
 
 import pytest
 from typer.testing import CliRunner
 
 from lungcnn.edge import cli
 from lungcnn.edge.api import BUNDLED_MODEL, Classifier
+from lungcnn.edge.pixels import DecodeMemory
+from lungcnn.edge.quiet import decoder_warnings_silenced
 from lungcnn.edge.workers import LOOKAHEAD, Classifiers, classify_in_order, default_workers
 
 
@@ -108,3 +111,50 @@ def test_no_more_classifiers_than_the_limit():
 
 def test_default_workers_is_bounded():
     assert 1 <= default_workers() <= 4
+
+
+def test_decodes_on_several_threads_share_one_memory_budget():
+    memory = DecodeMemory(budget=100)
+    order = []
+    first_in = threading.Event()
+
+    def first():
+        with memory.held(70):
+            order.append("first in")
+            first_in.set()
+            time.sleep(0.05)
+            order.append("first out")
+
+    def second():
+        first_in.wait()
+        with memory.held(70):  # 70 + 70 > 100: waits for the first to leave
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == ["first in", "first out", "second in"]
+    with memory.held(500):  # one decode alone never waits, even over the budget
+        pass
+
+
+def test_overlapping_decodes_silence_warnings_and_restore_the_filters():
+    before = list(warnings.filters)
+    inside = threading.Barrier(2)
+    caught = []
+
+    def decode_like():
+        with decoder_warnings_silenced:
+            inside.wait(timeout=5)  # both threads are inside at once
+            caught.append(warnings.filters[0][0])
+            inside.wait(timeout=5)
+
+    threads = [threading.Thread(target=decode_like) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert caught == ["ignore", "ignore"]
+    assert warnings.filters == before
