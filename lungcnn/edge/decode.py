@@ -223,7 +223,7 @@ def _tile_to_gray(image: Image.Image) -> np.ndarray:
         image = _flatten_alpha(image)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    return np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.uint8)
 
 
 def _flatten_alpha(image: Image.Image) -> Image.Image:
@@ -241,19 +241,27 @@ def _oriented(gray: np.ndarray, orientation) -> np.ndarray:
 
 
 def _colourfulness_of(image: Image.Image) -> float:
-    """Of the image box-reduced to at most _COLOUR_SIDE px a side, strip by strip, so no
-    full-size RGB copy is made."""
+    """Of the image box-reduced to at most _COLOUR_SIDE px a side. Pillow reduces RGB and
+    RGBA in one pass into the small copy; other colour modes go strip by strip through RGB,
+    so no full-size RGB copy is made."""
     if image.mode in _COLOURLESS_MODES:
         return 0.0
     factor = max(1, -(-max(image.size) // _COLOUR_SIDE))
+    if image.mode in ("RGB", "RGBA"):
+        small = image.reduce(factor)  # (an RGBA copy's alpha is not read below)
+    else:
+        small = _reduced_via_rgb(image, factor)
+    return colourfulness(np.asarray(small, dtype=np.float64))
+
+
+def _reduced_via_rgb(image: Image.Image, factor: int) -> Image.Image:
     width, height = image.size
     small = Image.new("RGB", (-(-width // factor), -(-height // factor)))
     rows = max(factor, TILE_PIXELS // width // factor * factor)
     for top in range(0, height, rows):
-        strip = _region(image, (0, top, width, min(top + rows, height)))
-        strip = strip if strip.mode == "RGB" else strip.convert("RGB")
+        strip = _region(image, (0, top, width, min(top + rows, height))).convert("RGB")
         small.paste(strip.reduce(factor), (0, top // factor))
-    return colourfulness(np.asarray(small, dtype=np.float64))
+    return small
 
 
 def colourfulness(rgb: np.ndarray) -> float:
