@@ -22,6 +22,7 @@ import platform
 import pstats
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from pathlib import Path
 from PIL import Image
 
 from lungcnn.benchmarks.record_diff import differences
+from lungcnn.benchmarks.throughput_report import ONE_SCAN, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET = REPO / "data" / "covid19-dataset"
@@ -41,6 +43,7 @@ LARGE_SIDES = (1000, 3000)
 LARGE_JPEG_QUALITY = 90
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "throughput"
 PROFILE_ROWS = 12
+
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ def measure(revisions: list[Revision], folders: dict[str, Path], repeats: int,
 
 
 def profile_current(revision: Revision, folder: Path) -> list[dict]:
-    """Where the current revision spends its time on `folder` (cProfile, in this process)."""
+    """Where the current revision spends its time on `folder` (cProfile, in this process,
+    one worker)."""
     sys.path.insert(0, str(revision.root))
     from lungcnn.edge.cli import main
 
@@ -134,7 +138,8 @@ def profile_current(revision: Revision, folder: Path) -> list[dict]:
     sink, saved = io.StringIO(), sys.stdout
     sys.stdout = sink
     try:
-        profiler.runcall(_exit_code, main, [str(folder), "--json"])
+        # one worker: cProfile sees only the thread it runs in
+        profiler.runcall(_exit_code, main, [str(folder), "--json", "--workers", "1"])
     finally:
         sys.stdout = saved
     stats = pstats.Stats(profiler)
@@ -176,58 +181,6 @@ def summary(result: dict, names: list[str], counts: dict[str, int]) -> dict:
     return rows
 
 
-def write_results(out: Path, report: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-
-
-def markdown(report: dict) -> str:
-    base, current = report["baseline"]["name"], report["current"]["name"]
-    model = report.get("model") or "each revision's bundled model"
-    lines = [
-        "# edge-classify folder throughput",
-        "",
-        f"Regenerate: `{report['command']}`",
-        "",
-        f"`edge-classify DIR --json`, all trust checks on, model: {model}, one fresh process "
-        f"per call (start-up included); {report['repeats']} interleaved calls of each revision "
-        f"per folder, median wall time. Baseline {base} ({report['baseline']['commit'][:10]}), "
-        f"current {current} ({report['current']['commit'][:10]}). Machine: "
-        f"{report['machine']['cpus']} CPUs, load average {report['machine']['load_before']} "
-        f"before and {report['machine']['load_after']} after, Python "
-        f"{report['machine']['python']}.",
-        "",
-        "Wall time is what a user waits for; on a shared machine it is noisy, so the CPU "
-        "time of each process (user + system, median) is reported too.",
-        "",
-        f"| folder | scans | {base} median s | current median s | {base} scans/s | "
-        f"current scans/s | speedup (wall) | {base} CPU s | current CPU s | speedup (CPU) | "
-        "records that differ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for label, row in report["folders"].items():
-        lines.append(
-            f"| {label} | {row['scans']} | {row['median_s'][base]:.2f} | "
-            f"{row['median_s'][current]:.2f} | {row['scans_per_s'][base]:.1f} | "
-            f"{row['scans_per_s'][current]:.1f} | {row['speedup']:.2f}x | "
-            f"{row['median_cpu_s'][base]:.2f} | {row['median_cpu_s'][current]:.2f} | "
-            f"{row['cpu_speedup']:.2f}x | {len(row['differences'])} |")
-    lines += ["", "Records that differ (label, flag, probabilities, confidences, distance, "
-              "reason, error; file names matched):", ""]
-    for label, row in report["folders"].items():
-        listed = row["differences"][:10]
-        lines.append(f"- {label}: {len(row['differences'])}"
-                     + ("" if not listed else ": " + "; ".join(json.dumps(d) for d in listed)))
-    for label, rows in report.get("profile", {}).items():
-        lines += ["", f"Where the current revision spends its time on {label} (cProfile, own "
-                  "time, top functions):", "", "| function | calls | own s | share |",
-                  "|---|---|---|---|"]
-        lines += [f"| `{r['function']}` | {r['calls']} | {r['own_s']:.3f} | {r['share']:.0%} |"
-                  for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _commit(root: Path) -> str:
     return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
                           capture_output=True, text=True).stdout.strip()
@@ -250,9 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
     with baseline_worktree(args.baseline_rev) as base_root, \
             tempfile.TemporaryDirectory(prefix="lungcnn-large-") as large:
-        folders = {"test split (640 px)": DATASET / "test",
-                   f"large scans (1-3k px, n={args.large})": Path(large)}
-        write_large_scans(Path(large), args.large)
+        folders = {ONE_SCAN: Path(large) / "one", "test split (640 px)": DATASET / "test",
+                   f"large scans (1-3k px, n={args.large})": Path(large) / "large"}
+        write_large_scans(folders[f"large scans (1-3k px, n={args.large})"], args.large)
+        folders[ONE_SCAN].mkdir()
+        shutil.copy(min((DATASET / "test").rglob("*.jpeg")), folders[ONE_SCAN])
         model = args.model.resolve() if args.model else None
         baseline = Revision(args.baseline_rev, base_root, edge_module(base_root), model)
         current = Revision("current", REPO, edge_module(REPO), model)
@@ -270,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             "seconds": result["seconds"],
             "cpu_seconds": result["cpu_seconds"],
             "profile": {label: profile_current(current, folder)
-                        for label, folder in folders.items()},
+                        for label, folder in folders.items() if label != ONE_SCAN},
         }
     report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                          "load_before": load_before,
