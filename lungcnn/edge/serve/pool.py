@@ -26,7 +26,8 @@ class Busy(Exception):
 class InferencePool:
     def __init__(self, make_classifier: Callable[[], Classifier], workers: int,
                  queue_limit: int):
-        self.first = make_classifier()  # loaded before serving: a bad model stops startup
+        # Loaded before serving (a bad model stops startup); the other workers get replicas.
+        self.first = make_classifier()
         self._classifiers = Classifiers(self.first, workers, eager=True)
         self._executor = ThreadPoolExecutor(max_workers=workers,
                                             thread_name_prefix="lungcnn-inference")
