@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image
 
 from lungcnn.edge.dicom import read_dicom
-from lungcnn.edge.quiet import decoder_warnings_silenced
 from lungcnn.edge.errors import ScanError, first_line
 from lungcnn.edge.pixels import (
     DECODE_MEMORY,
@@ -33,6 +32,7 @@ from lungcnn.edge.pixels import (
     scale_to_uint8,
     tiles,
 )
+from lungcnn.edge.quiet import decoder_warnings_silenced
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
@@ -241,16 +241,13 @@ def _oriented(gray: np.ndarray, orientation) -> np.ndarray:
 
 
 def _colourfulness_of(image: Image.Image) -> float:
-    """Of the image box-reduced to at most _COLOUR_SIDE px a side. Pillow reduces RGB and
-    RGBA in one pass into the small copy; other colour modes go strip by strip through RGB,
-    so no full-size RGB copy is made."""
+    """Of the image box-reduced to at most _COLOUR_SIDE px a side. Pillow reduces RGB in one
+    pass into the small copy; other colour modes go strip by strip through RGB, so no
+    full-size copy is made (Pillow's own reduce of RGBA premultiplies a full-size copy)."""
     if image.mode in _COLOURLESS_MODES:
         return 0.0
     factor = max(1, -(-max(image.size) // _COLOUR_SIDE))
-    if image.mode in ("RGB", "RGBA"):
-        small = image.reduce(factor)  # (an RGBA copy's alpha is not read below)
-    else:
-        small = _reduced_via_rgb(image, factor)
+    small = image.reduce(factor) if image.mode == "RGB" else _reduced_via_rgb(image, factor)
     return colourfulness(np.asarray(small, dtype=np.float64))
 
 

@@ -12,7 +12,6 @@ from typing import BinaryIO
 import numpy as np
 
 from lungcnn.edge.errors import ScanError, first_line
-from lungcnn.edge.quiet import decoder_warnings_silenced
 from lungcnn.edge.pixels import (
     DECODE_MEMORY,
     TILE_PIXELS,
@@ -21,6 +20,7 @@ from lungcnn.edge.pixels import (
     real_range,
     scale_to_uint8,
 )
+from lungcnn.edge.quiet import decoder_warnings_silenced
 
 _INSTALL = "pip install 'lungcnn[dicom]'"
 # Transfer syntax UID -> (what it is, the pip package whose decoder it needs, its module).
