@@ -45,7 +45,6 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "throughput"
 PROFILE_ROWS = 12
 
 
-
 @dataclass(frozen=True)
 class Revision:
     name: str
@@ -203,11 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
     with baseline_worktree(args.baseline_rev) as base_root, \
             tempfile.TemporaryDirectory(prefix="lungcnn-large-") as large:
-        folders = {ONE_SCAN: Path(large) / "one", "test split (640 px)": DATASET / "test",
-                   f"large scans (1-3k px, n={args.large})": Path(large) / "large"}
-        write_large_scans(folders[f"large scans (1-3k px, n={args.large})"], args.large)
-        folders[ONE_SCAN].mkdir()
-        shutil.copy(min((DATASET / "test").rglob("*.jpeg")), folders[ONE_SCAN])
+        one, big = Path(large) / "one", Path(large) / "large"
+        folders = {ONE_SCAN: one, "test split (640 px)": DATASET / "test",
+                   f"large scans (1-3k px, n={args.large})": big}
+        write_large_scans(big, args.large)
+        one.mkdir()
+        shutil.copy(min((DATASET / "test").rglob("*.jpeg")), one)
         model = args.model.resolve() if args.model else None
         baseline = Revision(args.baseline_rev, base_root, edge_module(base_root), model)
         current = Revision("current", REPO, edge_module(REPO), model)
