@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from lungcnn.edge.errors import EXIT_FAILED, NOTICE, fail, print_error
+from lungcnn.edge.interpreter import ModelError
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import DatasetError, UnreadableScans, default_data_dir
 from lungcnn.trainer.metrics import format_with_ci
@@ -95,6 +96,22 @@ def train_command(
             min=8, help="Input side in pixels (recipe: the architecture's, 512 for reference)."
         ),
     ] = None,
+    lung_field: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="SEGMENTER", help="Input contract 2: the model sees the lung field this "
+            "segmenter (.tflite from `lungcnn segmenter`) finds, cropped with a margin. "
+            "(default: contract 1, the whole scan)"
+        ),
+    ] = None,
+    equalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--equalize/--no-equalize",
+            help="Contract 2: histogram-equalise the lung-field crop. (default: on)",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a model already in RUN_DIR.")
     ] = False,
@@ -126,6 +143,8 @@ def train_command(
         "input_size": size,
         "exclude_sources": tuple(exclude_source) if exclude_source else None,
         "balance_sources": balance_sources,
+        "lung_field": str(lung_field) if lung_field else None,
+        "equalize": equalize,
     }
     try:
         config = replace(
@@ -148,7 +167,7 @@ def train_command(
 
     try:
         result = train_run(spec, config, data_dirs, run_dir)
-    except DatasetError as error:
+    except (DatasetError, ModelError) as error:
         fail(str(error))
     except UnreadableScans as error:
         for rel_path, reason in error.failures:

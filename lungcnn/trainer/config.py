@@ -59,6 +59,11 @@ class TrainConfig:
     # Weight each training scan by 1 / (scans of its source and class), so every
     # source-class pair weighs the same in the loss and no source dominates a class.
     balance_sources: bool = False
+    # Contract 2: the lung-field segmenter (.tflite with its manifest) whose crop the model
+    # sees, the margin around the lung box and whether the crop is equalised; None: contract 1.
+    lung_field: str | None = None
+    lung_margin: float = 0.08
+    equalize: bool = True
     augmentation: Augmentation = field(default_factory=Augmentation)
 
     def __post_init__(self) -> None:
