@@ -82,6 +82,14 @@ def train_command(
         list[str] | None,
         typer.Option(metavar="SOURCE", help="Leave out every scan of this source (repeatable)."),
     ] = None,
+    exclude_finding: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="VALUE",
+            help="Leave out every scan whose manifest `finding` is VALUE, e.g. nodule "
+            "(repeatable).",
+        ),
+    ] = None,
     balance_sources: Annotated[
         bool | None,
         typer.Option(
@@ -142,6 +150,7 @@ def train_command(
         "limit_per_class": limit_per_class,
         "input_size": size,
         "exclude_sources": tuple(exclude_source) if exclude_source else None,
+        "exclude_findings": tuple(exclude_finding) if exclude_finding else None,
         "balance_sources": balance_sources,
         "lung_field": str(lung_field) if lung_field else None,
         "equalize": equalize,

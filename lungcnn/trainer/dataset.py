@@ -52,6 +52,7 @@ class Sample:
     source: str = "unknown"  # where the scan comes from (trainer.datasets)
     age_group: str = "unknown"  # adult, pediatric or unknown
     split: str = "train"  # train (the pool validation is carved from) or test
+    finding: str = ""  # a manifest's `finding` (e.g. nodule); blank when it has none
 
     @property
     def class_name(self) -> str:

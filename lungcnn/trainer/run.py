@@ -76,12 +76,13 @@ def prepare_data(data_dirs: Sequence[Path], config: TrainConfig, link_dir: Path)
     """Decode every scan used once. Validation is carved out of every dataset's train pool
     (stratified by source and class, duplicates kept on one side); test is the datasets'
     `test` scans, and its leak check compares it with the whole pool. Scans of
-    `config.exclude_sources` are left out entirely.
+    `config.exclude_sources`, and scans whose finding is in `config.exclude_findings`, are
+    left out entirely.
 
     Raises DatasetError (layout) or UnreadableScans."""
     datasets = [read_dataset(path) for path in data_dirs]
     root, samples = combine(datasets, link_dir)
-    samples = [s for s in samples if s.source not in config.exclude_sources]
+    samples = [s for s in samples if config.keeps(s)]
     all_train = [s for s in samples if s.split == "train"]
     pool = limit_per_class(all_train, config.limit_per_class)
     test = limit_per_class([s for s in samples if s.split == "test"], config.limit_per_class)
