@@ -71,8 +71,9 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
         return json.loads(records_path.read_text())
     recipe = replace(config.recipe, exclude_sources=(*config.recipe.exclude_sources, source))
     _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
-    held_out = [s for s in samples if s.source == source]
-    kept = [s for s in samples if s.source not in recipe.exclude_sources]
+    held_out = [s for s in samples if s.source == source
+                and s.finding not in recipe.exclude_findings]
+    kept = [s for s in samples if recipe.keeps(s)]
     fold = {
         "source": source,
         "trained_on": sorted({s.source for s in kept}),

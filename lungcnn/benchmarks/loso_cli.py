@@ -31,6 +31,9 @@ def loso_command(
     lung_field: Annotated[Path | None, typer.Option(
         metavar="SEGMENTER", help="Train with input contract 2 on this segmenter's lung fields "
         "(as `lungcnn train --lung-field`).")] = None,
+    exclude_finding: Annotated[list[str] | None, typer.Option(
+        metavar="VALUE", help="Leave out scans whose manifest finding is VALUE, from training "
+        "and from the held-out records (repeatable).")] = None,
     equalize: Annotated[bool, typer.Option(
         "--equalize/--no-equalize", help="Contract 2: equalise the lung-field crop.")] = True,
     attention: Annotated[Path | None, typer.Option(
@@ -50,6 +53,7 @@ def loso_command(
     spec = ARCHITECTURES[arch]
     recipe = replace(spec.recipe, balance_sources=balance_sources,
                      lung_field=str(lung_field) if lung_field else None, equalize=equalize,
+                     exclude_findings=tuple(exclude_finding or ()),
                      **({"epochs": epochs} if epochs else {}))
     config = LosoConfig(arch, tuple(data), runs, recipe, tuple(holdout or ()),
                         attention or lung_field)
