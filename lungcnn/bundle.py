@@ -49,10 +49,15 @@ def bundle_model(run_dir: str | Path, to: str | Path | None = None) -> Path:
             staged = Path(staging) / target.name
             shutil.copyfile(source, staged)
             write_json_atomic(staged.with_suffix(".json"), manifest)
+            companions = _segmenter_files(source, manifest)
+            for path in companions:
+                shutil.copyfile(path, Path(staging) / path.name)
             _check_loads(staged, source)
             # The old manifest goes first: killed half-way, the new model has no manifest
             # (readers refuse it) rather than the old model's.
             target.with_suffix(".json").unlink(missing_ok=True)
+            for path in companions:  # contract 2: the segmenter travels with the model
+                os.replace(Path(staging) / path.name, target.parent / path.name)
             os.replace(staged, target)
             os.replace(staged.with_suffix(".json"), target.with_suffix(".json"))
     except OSError as error:
@@ -90,6 +95,15 @@ def _check_loads(staged: Path, source: Path) -> None:
         Classifier(staged)
     except (ModelError, ManifestError, KeyError, ValueError) as error:
         raise BundleError(f"{source}: the bundled copy does not load ({error})") from None
+
+
+def _segmenter_files(source: Path, manifest: dict) -> tuple[Path, ...]:
+    """The lung-field segmenter and its manifest beside a contract 2 model (none for 1)."""
+    lung_field = manifest.get("input", {}).get("lung_field")
+    if lung_field is None:
+        return ()
+    model = source.parent / lung_field["segmenter"]
+    return (model, model.with_suffix(".json"))
 
 
 def bundle_command(

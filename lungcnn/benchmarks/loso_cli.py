@@ -36,6 +36,8 @@ def loso_command(
         "and from the held-out records (repeatable).")] = None,
     equalize: Annotated[bool, typer.Option(
         "--equalize/--no-equalize", help="Contract 2: equalise the lung-field crop.")] = True,
+    mask_outside: Annotated[bool, typer.Option(
+        "--mask-outside", help="Contract 2: black out what lies outside the lungs.")] = False,
     attention: Annotated[Path | None, typer.Option(
         metavar="SEGMENTER", help="Measure the share of each held-out scan's heatmap inside "
         "the lungs this segmenter finds (default: the --lung-field segmenter).")] = None,
@@ -53,6 +55,7 @@ def loso_command(
     spec = ARCHITECTURES[arch]
     recipe = replace(spec.recipe, balance_sources=balance_sources,
                      lung_field=str(lung_field) if lung_field else None, equalize=equalize,
+                     mask_outside=mask_outside,
                      exclude_findings=tuple(exclude_finding or ()),
                      **({"epochs": epochs} if epochs else {}))
     config = LosoConfig(arch, tuple(data), runs, recipe, tuple(holdout or ()),

@@ -17,7 +17,13 @@ import numpy as np
 from PIL import Image
 
 from lungcnn.edge.decode import DecodedScan, decode_scan, read_grayscale
-from lungcnn.edge.lungfield import LungField, LungFieldSettings, find_lung_field, margin_box
+from lungcnn.edge.lungfield import (
+    LungField,
+    LungFieldSettings,
+    find_lung_field,
+    lung_pixels,
+    margin_box,
+)
 
 CLASS_NAMES: tuple[str, ...] = ("Covid", "Normal", "Viral Pneumonia")
 INPUT_SIZE: int = 512  # the reference network's side; an architecture may declare another
@@ -34,13 +40,15 @@ _SEGMENTER_NAME = re.compile(r"[A-Za-z0-9_.-]+\.tflite")
 @dataclass(frozen=True)
 class LungFieldInput:
     """Contract 2's settings: the segmenter file beside the model (by name and SHA-256), the
-    margin added around the lung box (a fraction of its size on every side), and whether the
-    crop is histogram-equalised."""
+    margin added around the lung box (a fraction of its size on every side), whether the
+    crop is histogram-equalised, and whether what lies outside the (dilated) lungs is set to
+    black, the equalisation then counting lung pixels only."""
 
     segmenter: str
     segmenter_sha256: str
     margin: float = 0.08
     equalize: bool = True
+    mask_outside: bool = False
 
     def __post_init__(self) -> None:
         if not _SEGMENTER_NAME.fullmatch(self.segmenter):
@@ -50,8 +58,9 @@ class LungFieldInput:
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) \
                 or not 0 <= self.margin <= 0.5:
             raise ValueError("input.lung_field.margin must be a number from 0 to 0.5")
-        if not isinstance(self.equalize, bool):
-            raise ValueError("input.lung_field.equalize must be true or false")
+        for name in ("equalize", "mask_outside"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"input.lung_field.{name} must be true or false")
 
     @classmethod
     def from_json(cls, section) -> LungFieldInput:
@@ -154,11 +163,17 @@ def prepare(gray: np.ndarray, spec: ScanSpec, segmenter: Segmenter | None = None
         return Prepared(resize_gray(gray, spec.size))
     if segmenter is None:
         raise ValueError("contract 2 needs the lung-field segmenter")
-    field = find_lung_field(segmenter.probabilities(segmenter_input(gray, segmenter.side)),
-                            segmenter.settings)
+    probabilities = segmenter.probabilities(segmenter_input(gray, segmenter.side))
+    field = find_lung_field(probabilities, segmenter.settings)
     model_input = resize_gray(seen_region(gray, spec, field), spec.size)
+    lungs = None
+    if spec.lung_field.mask_outside and not field.problem:
+        lungs = lung_pixels(probabilities >= segmenter.settings.threshold,
+                            margin_box(field, spec.lung_field.margin), spec.size)
     if spec.lung_field.equalize:
-        model_input = equalize(model_input)
+        model_input = equalize(model_input, lungs)
+    if lungs is not None:
+        model_input = np.where(lungs[:, :, None], model_input, 0).astype(np.uint8)
     return Prepared(model_input, field)
 
 
@@ -170,6 +185,14 @@ def seen_region(gray: np.ndarray, spec: ScanSpec, field: LungField | None) -> np
     return crop(gray, margin_box(field, spec.lung_field.margin))
 
 
+def model_input_of(gray: np.ndarray, contract: int | Preprocessor) -> np.ndarray:
+    """The model input of a decoded scan under `contract`: a Preprocessor, or an input size
+    (contract 1)."""
+    if isinstance(contract, Preprocessor):
+        return contract.prepare(gray).model_input
+    return resize_gray(gray, contract)
+
+
 def crop(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """The part of `gray` inside `box` (fractions of the width and height), at least 1 pixel."""
     height, width = gray.shape
@@ -178,10 +201,12 @@ def crop(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray
     return gray[top:bottom, left:right]
 
 
-def equalize(image: np.ndarray) -> np.ndarray:
-    """Histogram equalisation of a uint8 image: its grey levels spread evenly over 0-255, so
-    exposure and contrast, which differ by site, stop being cues."""
-    counts = np.bincount(image.ravel(), minlength=256)
+def equalize(image: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """Histogram equalisation of a uint8 image (its histogram counted `where` is true, or
+    everywhere): grey levels spread evenly over 0-255, so exposure and contrast, which differ
+    by site, stop being cues."""
+    counted = image if where is None or not where.any() else image[:, :, 0][where]
+    counts = np.bincount(counted.ravel(), minlength=256)
     cumulative = np.cumsum(counts)
     lowest = cumulative[np.flatnonzero(counts)[0]]
     if cumulative[-1] == lowest:

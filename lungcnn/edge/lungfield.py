@@ -11,6 +11,9 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from PIL import Image, ImageFilter
+
+_DILATION = 0.03  # of the segmenter's side: the lung border and opacities at its edge stay in
 
 @dataclass(frozen=True)
 class LungFieldSettings:
@@ -63,15 +66,15 @@ def find_lung_field(probabilities: np.ndarray, settings: LungFieldSettings) -> L
     """The lung field of one (side, side) probability map: the two largest 4-connected
     regions above the threshold."""
     lung = probabilities >= settings.threshold
-    regions = sorted(_regions(lung), reverse=True)
-    if not regions:
+    found = sorted(regions(lung), reverse=True)
+    if not found:
         return LungField((0.0, 0.0, 1.0, 1.0), 0.0, 0, "no lung found")
-    kept = regions[:2]
+    kept = found[:2]
     height, width = lung.shape
     box = (min(r[1] for r in kept) / width, min(r[2] for r in kept) / height,
            max(r[3] for r in kept) / width, max(r[4] for r in kept) / height)
     area = sum(r[0] for r in kept) / lung.size
-    return LungField(box, area, len(regions), _problem(box, area, settings))
+    return LungField(box, area, len(found), _problem(box, area, settings))
 
 
 def _problem(box, area: float, settings: LungFieldSettings) -> str | None:
@@ -86,7 +89,7 @@ def _problem(box, area: float, settings: LungFieldSettings) -> str | None:
     return None
 
 
-def _regions(lung: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+def regions(lung: np.ndarray) -> list[tuple[int, int, int, int, int]]:
     """(pixels, left, top, right, bottom) of every 4-connected region of a boolean image:
     runs of each row, joined with the overlapping runs of the row above (union-find)."""
     changes = np.diff(np.pad(lung, ((0, 0), (1, 1))).astype(np.int8), axis=1)
@@ -111,13 +114,25 @@ def _regions(lung: np.ndarray) -> list[tuple[int, int, int, int, int]]:
                 j += 1
             else:
                 i += 1
-    regions: dict[int, list[int]] = {}
+    joined: dict[int, list[int]] = {}
     for i, (row, start, end) in enumerate(zip(rows.tolist(), starts, ends)):
-        region = regions.setdefault(root(i), [0, start, row, end, row + 1])
+        region = joined.setdefault(root(i), [0, start, row, end, row + 1])
         region[0] += end - start
         region[1], region[2] = min(region[1], start), min(region[2], row)
         region[3], region[4] = max(region[3], end), max(region[4], row + 1)
-    return [tuple(region) for region in regions.values()]
+    return [tuple(region) for region in joined.values()]
+
+
+def lung_pixels(lung: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """The lung mask (a boolean map over the whole scan) dilated by _DILATION of its side,
+    cut to `box` (scan fractions) and resized to (size, size): the pixels a model input keeps
+    when the rest is masked."""
+    side = lung.shape[0]
+    grown = Image.fromarray(lung.astype(np.uint8) * 255).filter(
+        ImageFilter.MaxFilter(2 * round(_DILATION * side) + 1))
+    left, top, right, bottom = (v * side for v in box)
+    cut = grown.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
+    return np.asarray(cut) > 127
 
 
 def margin_box(field: LungField, margin: float) -> tuple[float, float, float, float]:

@@ -120,6 +120,14 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    mask_outside: Annotated[
+        bool | None,
+        typer.Option(
+            "--mask-outside/--no-mask-outside",
+            help="Contract 2: set what lies outside the (dilated) lungs to black. (default: off)",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a model already in RUN_DIR.")
     ] = False,
@@ -154,6 +162,7 @@ def train_command(
         "balance_sources": balance_sources,
         "lung_field": str(lung_field) if lung_field else None,
         "equalize": equalize,
+        "mask_outside": mask_outside,
     }
     try:
         config = replace(

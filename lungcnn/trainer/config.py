@@ -61,10 +61,12 @@ class TrainConfig:
     # source-class pair weighs the same in the loss and no source dominates a class.
     balance_sources: bool = False
     # Contract 2: the lung-field segmenter (.tflite with its manifest) whose crop the model
-    # sees, the margin around the lung box and whether the crop is equalised; None: contract 1.
+    # sees, the margin around the lung box, whether the crop is equalised and whether what lies
+    # outside the lungs is masked; None: contract 1.
     lung_field: str | None = None
     lung_margin: float = 0.08
     equalize: bool = True
+    mask_outside: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
 
     def __post_init__(self) -> None:

@@ -122,7 +122,7 @@ def preprocessor_for(config: TrainConfig) -> Preprocessor:
         return Preprocessor(ScanSpec(config.input_size))
     segmenter = LungSegmenter(config.lung_field)
     lung_field = LungFieldInput(segmenter.model_path.name, segmenter.sha256,
-                                config.lung_margin, config.equalize)
+                                config.lung_margin, config.equalize, config.mask_outside)
     return Preprocessor(ScanSpec(config.input_size, lung_field), segmenter)
 
 
