@@ -26,8 +26,8 @@ from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, s
 from lungcnn.edge.segmenter import LungSegmenter
 from lungcnn.edge.trust import TrustSettings
 
-__all__ = ["ModelError", "Prediction", "TFLiteClassifier", "input_contract", "interpreter_class",
-           "split_outputs"]
+__all__ = ["ModelError", "Prediction", "TFLiteClassifier", "companion_files", "input_contract",
+           "interpreter_class", "split_outputs"]
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,25 @@ def input_contract(model_path: Path, manifest: dict, threads: int | None = None)
         return Preprocessor(spec)
     return Preprocessor(spec, LungSegmenter(model_path.parent / spec.lung_field.segmenter,
                                             threads, spec.lung_field.segmenter_sha256))
+
+
+def companion_files(model_path: str | Path) -> tuple[Path, ...]:
+    """What a model needs beside itself and its manifest: under contract 2 its lung-field
+    segmenter and the segmenter's manifest (none under contract 1). Raises ModelError."""
+    model_path = Path(model_path)
+    lung_field = input_contract_spec(model_path).lung_field
+    if lung_field is None:
+        return ()
+    segmenter = model_path.parent / lung_field.segmenter
+    return (segmenter, segmenter.with_suffix(".json"))
+
+
+def input_contract_spec(model_path: Path) -> ScanSpec:
+    manifest = _read_model_manifest(model_path)
+    try:
+        return ScanSpec.from_json(manifest["input"])
+    except ValueError as error:
+        raise ModelError(f"{manifest_path(model_path)}: {error}") from None
 
 
 def _read_model_manifest(model_path: Path) -> dict:
