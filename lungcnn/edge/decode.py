@@ -21,6 +21,7 @@ from PIL import Image
 
 from lungcnn.edge.dicom import read_dicom
 from lungcnn.edge.errors import ScanError, first_line
+from lungcnn.edge.headers import check_declared_sizes
 from lungcnn.edge.pixels import (
     DECODE_MEMORY,
     MAX_PIXELS,
@@ -155,6 +156,7 @@ def _decode_stream(handle: BinaryIO) -> DecodedScan:
     handle.seek(0)
     if _is_dicom(head):
         return DecodedScan(read_dicom(handle))
+    check_declared_sizes(handle, head)
     return _decode_with_pillow(handle)
 
 
