@@ -12,18 +12,21 @@ Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
 
 from __future__ import annotations
 
-import typer
+from lungcnn.edge.interrupt import ctrl_c_ends_startup
 
-from lungcnn.archive.cli import classify_archive_command
-from lungcnn.benchmarks.cli import bench_command
-from lungcnn.benchmarks.loso_cli import loso_command
-from lungcnn.benchmarks.probe import probe_command
-from lungcnn.bundle import bundle_command
-from lungcnn.convert.cli import convert_command
-from lungcnn.edge.errors import NOTICE
-from lungcnn.calibrate.cli import calibrate_command
-from lungcnn.trainer.cli import train_command
-from lungcnn.trainer.datacheck import data_app
+with ctrl_c_ends_startup("lungcnn"):
+    import typer
+
+    from lungcnn.archive.cli import classify_archive_command
+    from lungcnn.benchmarks.cli import bench_command
+    from lungcnn.benchmarks.loso_cli import loso_command
+    from lungcnn.benchmarks.probe import probe_command
+    from lungcnn.bundle import bundle_command
+    from lungcnn.calibrate.cli import calibrate_command
+    from lungcnn.convert.cli import convert_command
+    from lungcnn.edge.errors import NOTICE, run_app
+    from lungcnn.trainer.cli import train_command
+    from lungcnn.trainer.datacheck import data_app
 
 app = typer.Typer(
     help=f"lungcnn workbench: train, check data, convert to TFLite and benchmark. {NOTICE}",
@@ -41,5 +44,5 @@ app.add_typer(data_app, name="data")
 app.command("classify-archive")(classify_archive_command)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    run_app(app, argv, "lungcnn")

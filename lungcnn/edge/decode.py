@@ -125,6 +125,8 @@ def open_scan_file(path: Path) -> BinaryIO:
             problem = _still_regular(descriptor)
     except OSError as error:
         raise ScanError(os_error_reason(error)) from None
+    except ValueError:  # a NUL byte in the name
+        raise ScanError("invalid file name (it holds a NUL byte)") from None
     if problem is not None:
         raise ScanError(problem)
     return os.fdopen(descriptor, "rb")

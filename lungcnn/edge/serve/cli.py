@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from lungcnn.edge.errors import EXIT_USAGE, NOTICE, fail
+from lungcnn.edge.errors import EXIT_USAGE, NOTICE, fail, run_app
 from lungcnn.edge.runtime import ModelError
 from lungcnn.edge.serve.settings import ServeSettings, SettingsError, read_token
+from lungcnn.edge.workers import MAX_THREADS, MAX_WORKERS
 
 PROG = "edge-classify serve"
 
@@ -38,9 +39,11 @@ def serve(
         help="File holding a token that every request must present (chmod 600).",
         show_default="no token")] = None,
     workers: Annotated[int, typer.Option(
-        min=1, help="Inference threads, each with its own copy of the model.")] = 1,
+        min=1, max=MAX_WORKERS, help="Inference threads, each with its own copy of the model.")]
+    = 1,
     threads: Annotated[int | None, typer.Option(
-        min=1, help="Interpreter threads per worker.", show_default="the runtime's choice")]
+        min=1, max=MAX_THREADS, help="Interpreter threads per worker.",
+        show_default="the runtime's choice")]
     = None,
     queue_limit: Annotated[int, typer.Option(
         min=0, help="Requests that may wait for a worker; more get 503.")] = 4,
@@ -85,4 +88,4 @@ def _print(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    app(args=argv, prog_name=PROG)
+    run_app(app, argv, PROG)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lungcnn.edge.decode import ScanError, open_scan_file
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_MAX_TOKEN_FILE = 4096
 
 
 class SettingsError(ValueError):
@@ -55,12 +59,15 @@ class ServeSettings:
 def read_token(path: Path) -> str:
     """The bearer token in `path` (surrounding whitespace removed); raises SettingsError."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise SettingsError(f"--token-file {path}: no such file") from None
+        with open_scan_file(path) as handle:  # a regular file: a FIFO or a device never blocks
+            mode = os.fstat(handle.fileno()).st_mode
+            text = handle.read(_MAX_TOKEN_FILE + 1).decode("utf-8").strip()
+    except ScanError as error:
+        raise SettingsError(f"--token-file {path}: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SettingsError(f"--token-file {path}: unreadable ({error})") from None
+    if len(text) > _MAX_TOKEN_FILE:
+        raise SettingsError(f"--token-file {path}: longer than {_MAX_TOKEN_FILE} bytes")
     if not text or any(character.isspace() for character in text):
         raise SettingsError(f"--token-file {path}: must hold one token without spaces")
     if mode & (stat.S_IRGRP | stat.S_IROTH):
