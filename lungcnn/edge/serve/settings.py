@@ -20,8 +20,8 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class ServeSettings:
     """Everything `create_app` needs. The bounds together cap memory: at most
-    `workers + queue_limit` uploads of `max_upload_bytes` are held at once, plus
-    `heatmap_cache` PNGs."""
+    `workers + queue_limit` uploads of `max_upload_bytes` are held at once (counted as
+    their bytes arrive, whether classifying or still arriving), plus `heatmap_cache` PNGs."""
 
     model: Path | None = None  # None: the bundled model
     host: str = "127.0.0.1"
@@ -35,6 +35,10 @@ class ServeSettings:
     heatmap_cache: int = 32  # heatmap PNGs kept for GET /v1/heatmap/{id}
     upload_timeout: float = 60.0  # seconds to receive one request body
     max_connections: int = 64  # uvicorn's limit_concurrency: beyond it, 503
+    header_timeout: float = 10.0  # seconds to receive a request's line and headers
+    request_timeout: float = 30.0  # seconds a classification may take before a 503
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound address
+    allowed_origins: tuple[str, ...] = ()  # other sites whose pages may POST here
 
     def __post_init__(self) -> None:
         for name in ("workers", "max_upload_bytes", "max_files", "heatmap_cache",
@@ -43,8 +47,9 @@ class ServeSettings:
                 raise SettingsError(f"{name} must be at least 1")
         if self.queue_limit < 0:
             raise SettingsError("queue_limit must be 0 or more")
-        if self.upload_timeout <= 0:
-            raise SettingsError("upload_timeout must be positive")
+        for name in ("upload_timeout", "header_timeout", "request_timeout"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
 
     @property
     def capacity(self) -> int:
