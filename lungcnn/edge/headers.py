@@ -1,7 +1,8 @@
 """Sizes a file declares, checked before a decoder trusts them: the cost of a decode must
 follow from the image's pixels, not from a count or a length a small file can inflate.
 
-- JPEG: the number of scans (a progressive decode goes over the whole image once per scan);
+- JPEG: the number of scans, for its size (a progressive decode passes over the whole image
+  once per scan);
 - PNG: the length of every chunk but the image data (Pillow reads a chunk whole);
 - TIFF: the strip and tile tables and every tag's values (Pillow holds them as Python objects);
 - WebP: the file itself (Pillow reads it whole);
@@ -16,8 +17,11 @@ import struct
 from typing import BinaryIO
 
 from lungcnn.edge.errors import ScanError
+from lungcnn.edge.pixels import MAX_PIXELS
 
 MAX_JPEG_SCANS = 64  # a progressive JPEG from any usual encoder has 6 to 20
+# Scans times pixels: libjpeg's own progression (10 scans) at the pixel limit, no more.
+MAX_SCAN_PIXELS = 10 * MAX_PIXELS
 MAX_CHUNK_BYTES = 16 * 2**20  # a PNG chunk other than image data, a TIFF tag's values
 MAX_STRIPS = 65536  # strips or tiles in a TIFF's first image
 MAX_WEBP_BYTES = 64 * 2**20
@@ -49,15 +53,22 @@ def check_declared_sizes(handle: BinaryIO, head: bytes) -> None:
 
 
 def _check_jpeg_scans(handle: BinaryIO) -> None:
-    """Counts start-of-scan markers: FF DA cannot occur inside entropy-coded data."""
+    """Counts start-of-scan markers (FF DA cannot occur inside entropy-coded data) against
+    what the image's size allows."""
     handle.seek(0)
+    chunk = handle.read(_READ)
+    try:
+        (rows, columns), _ = _jpeg_frame(chunk)
+    except ScanError:  # no frame header where expected: Pillow will say what is wrong
+        rows, columns = MAX_PIXELS, 1
+    limit = max(1, min(MAX_JPEG_SCANS, MAX_SCAN_PIXELS // max(1, rows * columns)))
     scans, carry = 0, b""
-    while chunk := handle.read(_READ):
+    while chunk:
         scans += (carry + chunk).count(b"\xff\xda")
-        carry = chunk[-1:]
-        if scans > MAX_JPEG_SCANS:
-            raise ScanError(f"JPEG with more than {MAX_JPEG_SCANS} scans (each costs a pass "
-                            "over the whole image); re-save it")
+        if scans > limit:
+            raise ScanError(f"JPEG of {columns}x{rows} pixels with more than {limit} scans "
+                            "(each scan is a pass over the whole image); re-save it")
+        carry, chunk = chunk[-1:], handle.read(_READ)
 
 
 def _check_png_chunks(handle: BinaryIO) -> None:
@@ -135,7 +146,7 @@ def _jpeg_frame(head: bytes) -> tuple[tuple[int, int], int]:
             rows, columns, components = struct.unpack(">HHB", head[at + 5: at + 10])
             return (rows, columns), components
         at += 2 + length
-    raise ScanError("compressed DICOM frame without a JPEG frame header in its first bytes")
+    raise ScanError("JPEG without a frame header in its first bytes")
 
 
 def _j2k_frame(siz: bytes) -> tuple[tuple[int, int], int, int]:

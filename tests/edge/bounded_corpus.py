@@ -52,11 +52,14 @@ def jpeg_bytes(side: int = 64, progressive: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def progressive_jpeg_with_scans(extra_scans: int) -> bytes:
-    """A valid progressive JPEG with its last scan repeated (libjpeg decodes every one)."""
-    data = jpeg_bytes(progressive=True)
+def progressive_jpeg_with_scans(extra_scans: int, side: int = 64) -> bytes:
+    """A progressive JPEG with its last scan repeated (libjpeg decodes every one), its frame
+    header saying `side` x `side` (only the first 64 x 64 pixels are coded)."""
+    data = bytearray(jpeg_bytes(progressive=True))
+    at = data.index(b"\xff\xc2")
+    data[at + 5: at + 9] = struct.pack(">HH", side, side)
     last = data.rfind(b"\xff\xda")
-    return data[:-2] + data[last:-2] * extra_scans + b"\xff\xd9"
+    return bytes(data[:-2] + data[last:-2] * extra_scans + b"\xff\xd9")
 
 
 def tiff_with_strips(width: int, height: int) -> bytes:

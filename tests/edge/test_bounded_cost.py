@@ -32,7 +32,13 @@ def refused(source, match: str) -> None:
 
 
 def test_a_jpeg_with_too_many_scans_is_refused_before_decoding():
-    refused(corpus.progressive_jpeg_with_scans(MAX_JPEG_SCANS), f"more than {MAX_JPEG_SCANS}")
+    refused(corpus.progressive_jpeg_with_scans(MAX_JPEG_SCANS),
+            f"JPEG of 64x64 pixels with more than {MAX_JPEG_SCANS} scans")
+
+
+def test_a_large_jpeg_may_have_fewer_scans():
+    """At the pixel limit, libjpeg's own 10 scans and no more (the gray progression has 6)."""
+    refused(corpus.progressive_jpeg_with_scans(5, side=8192), "with more than 10 scans")
 
 
 def test_a_usual_progressive_jpeg_still_decodes():
