@@ -32,17 +32,23 @@ app = typer.Typer(
     help=f"lungcnn workbench: train, check data, convert to TFLite and benchmark. {NOTICE}",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: paragraphs rewrapped to the terminal, no type tags
 )
-app.command("train")(train_command)
-app.command("convert")(convert_command)
-app.command("bench")(bench_command)
-app.command("calibrate")(calibrate_command)
-app.command("loso")(loso_command)
-app.command("probe")(probe_command)
-app.command("bundle")(bundle_command)
+_COMMANDS = (  # name, command, its line in `lungcnn --help`
+    ("train", train_command, "Train an architecture and write its run directory."),
+    ("convert", convert_command, "Convert a trained Keras model to TFLite, with manifests."),
+    ("bench", bench_command, "Benchmark each run's models: quality, speed, cost, robustness "
+                             "and trust (docs/benchmarks.md)."),
+    ("calibrate", calibrate_command, "Fit calibrated confidence and abstention thresholds."),
+    ("loso", loso_command, "Leave each source out in turn and classify it on the device."),
+    ("probe", probe_command, "Probe models' features for source and age shortcuts."),
+    ("bundle", bundle_command, "Make a run's calibrated int8 model the bundled model."),
+    ("classify-archive", classify_archive_command,
+     "Classify every scan of an archive on a Ray cluster."),
+)
+for name, command, short_help in _COMMANDS:
+    app.command(name, short_help=short_help)(command)
 app.add_typer(data_app, name="data")
-app.command("classify-archive")(classify_archive_command)
-
 
 def main(argv: list[str] | None = None) -> None:
     run_app(app, argv, "lungcnn")

@@ -55,7 +55,8 @@ Exit codes: {EXIT_OK} every scan classified; {EXIT_FAILED} some scans failed (on
 {NOTICE}
 """
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+# Plain help: paragraphs rewrapped to the terminal, no type tags, no Rich to import.
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 class OutputError(Exception):
@@ -75,6 +76,7 @@ def classify(
         typer.Option(
             "--model",
             "-m",
+            metavar="FILE",
             help="A .tflite model; its manifest (same name, .json) gives labels and input size.",
             show_default="the bundled edge/models/lungcnn_int8.tflite",
         ),
@@ -85,12 +87,12 @@ def classify(
     csv_rows: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
     threads: Annotated[
         int | None,
-        typer.Option(min=1, max=MAX_THREADS, help="Interpreter threads per worker.",
+        typer.Option(min=1, max=MAX_THREADS, metavar="N", help="Interpreter threads per worker.",
                      show_default="the runtime's choice"),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, max=MAX_WORKERS,
+        typer.Option(min=1, max=MAX_WORKERS, metavar="N",
                      help="Scans classified at once, each by its own copy of the model "
                      "(the answers do not change; the decode memory budget is shared).",
                      show_default=f"the CPUs available, at most {MAX_DEFAULT_WORKERS}"),

@@ -24,7 +24,7 @@ Exit codes: 0 stopped with Ctrl-C (SIGINT; on SIGTERM it shuts down just as clea
 {NOTICE}
 """
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 @app.command(help=HELP)
