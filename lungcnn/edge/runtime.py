@@ -215,15 +215,10 @@ def _dequantize(raw: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _read_model_manifest(model_path: Path) -> dict:
+    """The model file is checked first, so a file that is not a model says so (rather than
+    that no manifest is beside it)."""
     if not model_path.is_file():
         raise ModelError(f"{model_path}: model file not found")
-    try:
-        return read_manifest(model_path)
-    except ManifestError as error:
-        raise ModelError(str(error)) from None
-
-
-def _open_interpreter(model_path: Path, threads: int | None):
     try:
         with model_path.open("rb") as stream:
             head = stream.read(8)
@@ -231,6 +226,13 @@ def _open_interpreter(model_path: Path, threads: int | None):
         raise ModelError(f"{model_path}: cannot read model ({error.strerror or error})") from None
     if head[4:8] != _TFLITE_MAGIC:
         raise ModelError(f"{model_path}: not a TFLite model file")
+    try:
+        return read_manifest(model_path)
+    except ManifestError as error:
+        raise ModelError(str(error)) from None
+
+
+def _open_interpreter(model_path: Path, threads: int | None):
     interpreter_type = interpreter_class()
     native_log: list[str] = []
     with _native_stderr_captured(native_log):

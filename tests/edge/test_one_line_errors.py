@@ -187,3 +187,8 @@ def test_a_token_file_that_is_a_fifo_or_a_device_is_refused(tmp_path):
     if Path("/dev/zero").exists():
         with pytest.raises(SettingsError, match="not a regular file: a character device"):
             read_token(Path("/dev/zero"))
+
+
+def test_a_file_that_is_not_a_model_says_so_before_looking_for_its_manifest():
+    with pytest.raises(ModelError, match="README.md: not a TFLite model file"):
+        Classifier(REPO / "README.md")
