@@ -19,7 +19,6 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from lungcnn.edge.dicom import read_dicom
 from lungcnn.edge.errors import ScanError, first_line
 from lungcnn.edge.headers import check_declared_sizes
 from lungcnn.edge.pixels import (
@@ -157,6 +156,8 @@ def _decode_stream(handle: BinaryIO) -> DecodedScan:
         raise ScanError("empty file")
     handle.seek(0)
     if _is_dicom(head):
+        from lungcnn.edge.dicom import read_dicom  # only for DICOM: saves start-up time
+
         return DecodedScan(read_dicom(handle))
     check_declared_sizes(handle, head)
     return _decode_with_pillow(handle)
