@@ -5,7 +5,13 @@ Reproducers are built at test time (tests/edge/bounded_corpus.py); sparse files 
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +20,7 @@ import bounded_corpus as corpus
 from lungcnn.edge.decode import ScanError, decode_scan
 from lungcnn.edge.headers import MAX_JPEG_SCANS, MAX_STRIPS
 
+REPO = Path(__file__).resolve().parents[2]
 TRACED_LIMIT = 64 * 2**20  # Python-level allocations of a refused or small decode
 
 
@@ -142,3 +149,60 @@ def test_a_deflate_bomb_is_refused_once_it_inflates_past_the_limit():
     assert len(data) < 1_000_000
     with pytest.raises(ScanError, match="deflated DICOM inflates to over 128 MiB"):
         decode_scan(data)
+
+
+# --- the same files through the CLI and the server: one line each, nothing else ---------
+
+
+def bounded_files(folder: Path) -> dict[str, str]:
+    """File name -> a substring of its one-line error, for every reproducer above that
+    needs nothing but numpy and Pillow (and pydicom when installed)."""
+    files = {
+        "scans.jpg": (corpus.progressive_jpeg_with_scans(MAX_JPEG_SCANS), "scans"),
+        "thin.png": (corpus.png_header_only(67_108_864, 1), "on a side"),
+        "strips.tif": (corpus.tiff_with_strips(64, MAX_STRIPS + 1), "strips or tiles"),
+    }
+    if importlib.util.find_spec("pydicom"):
+        files["bomb.dcm"] = (corpus.deflated_dicom(np.zeros((16, 16), np.uint16),
+                                                   private_bytes=200 * 2**20), "inflates")
+        files["frame.dcm"] = (corpus.encapsulated_dicom(corpus.jpeg_declaring(16384, 16384),
+                                                        16, 16, JPEG_BASELINE), "header says")
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    corpus.sparse_png_chunk(folder / "chunk.png")
+    corpus.sparse_webp(folder / "huge.webp")
+    return {**{name: reason for name, (_, reason) in files.items()},
+            "chunk.png": "PNG chunk", "huge.webp": "WebP file"}
+
+
+def test_the_cli_gives_one_line_per_file(tmp_path, int8_model):
+    expected = bounded_files(tmp_path)
+    completed = subprocess.run(
+        [sys.executable, "-m", "lungcnn.edge", "--json", "--model", str(int8_model),
+         str(tmp_path)], capture_output=True, timeout=300, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert completed.returncode == 1
+    records = {Path(r["file"]).name: r for r in map(json.loads, completed.stdout.splitlines())}
+    lines = completed.stderr.decode().splitlines()
+    assert len(lines) == len(expected) == len(records)
+    assert all(line.startswith("edge-classify: error: ") for line in lines)
+    for name, reason in expected.items():
+        assert records[name]["status"] == "error" and reason in records[name]["error"], name
+
+
+def test_the_server_gives_a_422_with_each_files_line(tmp_path, int8_model):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from lungcnn.edge.serve.app import create_app
+    from lungcnn.edge.serve.settings import ServeSettings
+
+    expected = {name: reason for name, reason in bounded_files(tmp_path).items()
+                if (tmp_path / name).stat().st_size < 2**20}  # the sparse ones are 1.5 GB
+    files = [("files", (name, (tmp_path / name).read_bytes())) for name in expected]
+    with TestClient(create_app(ServeSettings(model=int8_model)),
+                    base_url="http://127.0.0.1:8000") as client:
+        response = client.post("/v1/classify", files=files)
+    assert response.status_code == 422
+    for record in response.json()["records"]:
+        assert expected[record["file"]] in record["error"]
