@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hostile_corpus import model_with_a_fifo
 from lungcnn.edge import cli, workers
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.report import CsvWriter, ScanResult, TableWriter
@@ -59,15 +60,8 @@ def test_a_deeply_nested_manifest_is_a_model_error(int8_model, tmp_path, capsys,
 
 @pytest.mark.parametrize("which", ["model", "manifest"])
 def test_the_api_refuses_a_fifo_model_or_manifest(which, int8_model, tmp_path):
-    model = tmp_path / "m.tflite"
-    if which == "model":
-        os.mkfifo(model)
-        shutil.copy(int8_model.with_suffix(".json"), tmp_path / "m.json")
-    else:
-        shutil.copy(int8_model, model)
-        os.mkfifo(tmp_path / "m.json")
     with pytest.raises(ModelError, match="not a regular file: a named pipe"):
-        Classifier(model)
+        Classifier(model_with_a_fifo(which, int8_model, tmp_path))
 
 
 def test_ctrl_c_while_importing_is_one_line_exit_130():

@@ -1,4 +1,4 @@
-"""`python -m lungcnn.benchmarks.archive_two_nodes`: `classify-archive` across a real
+"""`python -m lungcnn.archive.two_nodes`: `classify-archive` across a real
 two-node Ray cluster on this machine, with the second node killed in the middle of the job.
 
 The cluster is `ray.cluster_utils.Cluster` on 127.0.0.1: a head and a second node, each a
@@ -12,7 +12,6 @@ listed scan exactly once. Writes NAME.json and NAME.md under --out.
 from __future__ import annotations
 
 import os
-import shlex
 import tempfile
 import threading
 import time
@@ -24,7 +23,7 @@ import typer
 
 from lungcnn.archive.cli import keep_ray_on_loopback
 from lungcnn.benchmarks.archive_bench import build_archive
-from lungcnn.benchmarks.machine import machine_info
+from lungcnn.benchmarks.machine import machine_info, regenerate_command
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.report import NOTICE
 
@@ -47,10 +46,9 @@ def main(
     = "archive_two_nodes",
 ) -> None:
     keep_ray_on_loopback()
-    command = "python -m lungcnn.benchmarks.archive_two_nodes" + "".join(
-        f" --{flag} {shlex.quote(str(value))}" for flag, value, default in
-        (("scans", scans, 1200), ("batch-size", batch_size, 8), ("kill-at", kill_at, 0.3),
-         ("name", name, "archive_two_nodes")) if value != default)
+    command = regenerate_command("lungcnn.archive.two_nodes", (
+        ("scans", scans, 1200), ("batch-size", batch_size, 8), ("kill-at", kill_at, 0.3),
+        ("name", name, "archive_two_nodes")))
     load_start, date = os.getloadavg(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="archive-two-nodes-") as scratch:
         archive, results = Path(scratch) / "archive", Path(scratch) / "results"
