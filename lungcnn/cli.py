@@ -6,6 +6,7 @@
     lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
     lungcnn calibrate -> calibrate.cli (confidence calibration, abstention thresholds)
     lungcnn bundle  -> bundle           (a calibrated int8 model becomes the bundled model)
+    lungcnn segmenter -> segmenter_cli  (the lung-field segmenter of contract v2)
 
 Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
 """
@@ -25,6 +26,7 @@ with ctrl_c_ends_startup("lungcnn"):
     from lungcnn.calibrate.cli import calibrate_command
     from lungcnn.convert.cli import convert_command
     from lungcnn.edge.errors import NOTICE, run_app
+    from lungcnn.segmenter_cli import segmenter_command
     from lungcnn.trainer.cli import train_command
     from lungcnn.trainer.datacheck import data_app
 
@@ -43,12 +45,14 @@ _COMMANDS = (  # name, command, its line in `lungcnn --help`
     ("loso", loso_command, "Leave each source out in turn and classify it on the device."),
     ("probe", probe_command, "Probe models' features for source and age shortcuts."),
     ("bundle", bundle_command, "Make a run's calibrated int8 model the bundled model."),
+    ("segmenter", segmenter_command, "Train and convert the lung-field segmenter."),
     ("classify-archive", classify_archive_command,
      "Classify every scan of an archive on a Ray cluster."),
 )
 for name, command, short_help in _COMMANDS:
     app.command(name, short_help=short_help)(command)
 app.add_typer(data_app, name="data")
+
 
 def main(argv: list[str] | None = None) -> None:
     run_app(app, argv, "lungcnn")

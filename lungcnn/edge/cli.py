@@ -18,7 +18,7 @@ with ctrl_c_ends_startup("edge-classify"):
     import typer
 
     from lungcnn.edge.api import BUNDLED_MODEL, Classifier
-    from lungcnn.edge.decode import DecodedScan, ScanError, decode_scan
+    from lungcnn.edge.decode import DecodedScan, ScanError
     from lungcnn.edge.errors import (
         EXIT_FAILED,
         EXIT_INTERRUPTED,
@@ -203,7 +203,7 @@ def classify_item(classifier: Classifier, item: InputItem,
     if item.error is not None:
         return ScanResult(item.path, error=item.error)
     try:
-        scan = decode_scan(item.path)
+        scan = classifier.decode(item.path)
     except ScanError as error:
         return ScanResult(item.path, error=str(error))
     result = classifier.classify_gray(scan.gray, item.path, scan.colourfulness)
