@@ -262,7 +262,8 @@ def test_usage_errors_are_one_line_with_exit_2(tmp_path, archive, int8_model):
         "no image files in folder": [tmp_path / "busy", "--out", tmp_path / "o"],
         "not a folder": [archive, "--out", tmp_path / "file"],
         "not a classify-archive results folder": [archive, "--out", tmp_path / "busy"],
-        "manifest not found beside the model": [archive, "--out", tmp_path / "o", "--model", tmp_path / "bad.tflite"],
+        "not a TFLite model file": [archive, "--out", tmp_path / "o", "--model",
+                                    tmp_path / "bad.tflite"],
     }
     for expected, args in cases.items():
         result = invoke(*args, "--model", int8_model) if "--model" not in args else invoke(*args)
