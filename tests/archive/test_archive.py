@@ -225,8 +225,9 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
     os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # releases the feeder's open
     feeder.join(timeout=5)
     assert not job.is_alive() and outcome, "the job did not finish"
-    assert outcome[0].check.passed and outcome[0].exit_code == 0
     rows = rows_by_path(out)
+    assert outcome[0].check.passed and outcome[0].exit_code == 0, [
+        (path, row["error"]) for path, row in rows.items() if row["status"] != "ok"]
     assert len(rows) == len(files) + 1 == outcome[0].check.rows
     for path in map(str, files):
         assert_same_record(rows[path], archive_reference[path])
