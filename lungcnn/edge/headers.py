@@ -2,7 +2,7 @@
 follow from the image's pixels, not from a count or a length a small file can inflate.
 
 - JPEG: the number of scans, for its size (a progressive decode passes over the whole image
-  once per scan);
+  once per scan), and the file's size (its markers are read in memory);
 - PNG: the length of every chunk but the image data (Pillow reads a chunk whole);
 - TIFF: the strip and tile tables and every tag's values (Pillow holds them as Python objects);
 - WebP: the file itself (Pillow reads it whole);
@@ -12,8 +12,11 @@ follow from the image's pixels, not from a count or a length a small file can in
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import struct
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from lungcnn.edge.errors import ScanError
@@ -25,14 +28,17 @@ MAX_SCAN_PIXELS = 10 * MAX_PIXELS
 MAX_CHUNK_BYTES = 16 * 2**20  # a PNG chunk other than image data, a TIFF tag's values
 MAX_STRIPS = 65536  # strips or tiles in a TIFF's first image
 MAX_WEBP_BYTES = 64 * 2**20
+MAX_JPEG_BYTES = 128 * 2**20  # read whole for its markers, before it is decoded
 MAX_J2K_TILES = 4096
-_READ = 1 << 20
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_DATA_CHUNKS = frozenset({b"IDAT", b"fdAT"})  # streamed to the decoder, never held whole
 _TIFF_MAGICS = {b"II*\0": "<", b"MM\0*": ">"}
 _TIFF_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
                     13: 4, 16: 8, 17: 8, 18: 8}
 _TIFF_TABLES = frozenset({273, 279, 324, 325})  # strip / tile offsets and byte counts
+# A marker: FF then anything but a stuffed zero, a restart marker or fill (entropy-coded data
+# holds only those).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}  # F7: JPEG-LS
 
 
@@ -53,22 +59,41 @@ def check_declared_sizes(handle: BinaryIO, head: bytes) -> None:
 
 
 def _check_jpeg_scans(handle: BinaryIO) -> None:
-    """Counts start-of-scan markers (FF DA cannot occur inside entropy-coded data) against
-    what the image's size allows."""
+    """Walks the markers up to the end of the image (EOI), segment by segment, as libjpeg
+    reads them: what an APP segment holds (an EXIF thumbnail) and what follows the image (a
+    second picture) is not counted."""
+    with _contents(handle) as data:
+        (rows, columns), scans, at = (MAX_PIXELS, 1), 0, 2
+        while (found := _JPEG_MARKER.search(data, at)) is not None:
+            at = found.start()
+            marker = data[at + 1]
+            if marker == 0xD9 or at + 4 > len(data):  # the end of the image
+                return
+            if marker in _SOF_MARKERS and at + 9 <= len(data):
+                rows, columns = struct.unpack(">HH", data[at + 5: at + 9])
+            elif marker == 0xDA:
+                scans += 1
+                limit = max(1, min(MAX_JPEG_SCANS, MAX_SCAN_PIXELS // max(1, rows * columns)))
+                if scans > limit:
+                    raise ScanError(f"JPEG of {columns}x{rows} pixels with more than {limit} "
+                                    "scans (each scan is a pass over the whole image); "
+                                    "re-save it")
+            at += 2 + struct.unpack(">H", data[at + 2: at + 4])[0]
+
+
+@contextmanager
+def _contents(handle: BinaryIO):
+    """The whole file: the buffer of bytes, or a file read at most MAX_JPEG_BYTES (not a
+    memory map: a file cut short while mapped would crash the process)."""
+    if isinstance(handle, io.BytesIO):
+        with handle.getbuffer() as view:
+            yield view
+        return
+    size = handle.seek(0, os.SEEK_END)
+    if size > MAX_JPEG_BYTES:
+        raise ScanError(f"JPEG file of {size:,} bytes, over the {MAX_JPEG_BYTES:,}-byte limit")
     handle.seek(0)
-    chunk = handle.read(_READ)
-    try:
-        (rows, columns), _ = _jpeg_frame(chunk)
-    except ScanError:  # no frame header where expected: Pillow will say what is wrong
-        rows, columns = MAX_PIXELS, 1
-    limit = max(1, min(MAX_JPEG_SCANS, MAX_SCAN_PIXELS // max(1, rows * columns)))
-    scans, carry = 0, b""
-    while chunk:
-        scans += (carry + chunk).count(b"\xff\xda")
-        if scans > limit:
-            raise ScanError(f"JPEG of {columns}x{rows} pixels with more than {limit} scans "
-                            "(each scan is a pass over the whole image); re-save it")
-        carry, chunk = chunk[-1:], handle.read(_READ)
+    yield handle.read(MAX_JPEG_BYTES)
 
 
 def _check_png_chunks(handle: BinaryIO) -> None:

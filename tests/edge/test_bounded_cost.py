@@ -6,6 +6,7 @@ Reproducers are built at test time (tests/edge/bounded_corpus.py); sparse files 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import bounded_corpus as corpus
 from lungcnn.edge.decode import ScanError, decode_scan
@@ -50,6 +52,18 @@ def test_a_large_jpeg_may_have_fewer_scans():
 
 def test_a_usual_progressive_jpeg_still_decodes():
     assert decode_scan(corpus.jpeg_bytes(progressive=True)).gray.shape == (64, 64)
+
+
+def test_scans_after_the_end_of_the_image_or_inside_a_thumbnail_do_not_count():
+    """libjpeg stops at the end of the image: pictures appended after it (as an MPO file or
+    a file written twice has) and an EXIF thumbnail are not decoded, so not counted."""
+    one = corpus.jpeg_bytes(progressive=True)
+    assert decode_scan(one * (MAX_JPEG_SCANS + 1)).gray.shape == (64, 64)
+    exif = Image.Exif()
+    exif[0x010E] = "x"
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(buffer, "JPEG", exif=exif.tobytes() + b"\xff\xda" * 80)
+    assert decode_scan(buffer.getvalue()).gray.shape == (64, 64)
 
 
 # --- 4. extreme aspect ratios -----------------------------------------------------------
