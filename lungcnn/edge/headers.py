@@ -27,12 +27,15 @@ MAX_JPEG_SCANS = 64  # a progressive JPEG from any usual encoder has 6 to 20
 MAX_SCAN_PIXELS = 10 * MAX_PIXELS
 MAX_CHUNK_BYTES = 16 * 2**20  # a PNG chunk other than image data, a TIFF tag's values
 MAX_STRIPS = 65536  # strips or tiles in a TIFF's first image
+MAX_TIFF_TAGS = 4096  # tags in its directory (a usual one has 10 to 30)
 MAX_WEBP_BYTES = 64 * 2**20
 MAX_JPEG_BYTES = 128 * 2**20  # read whole for its markers, before it is decoded
 MAX_J2K_TILES = 4096
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_DATA_CHUNKS = frozenset({b"IDAT", b"fdAT"})  # streamed to the decoder, never held whole
-_TIFF_MAGICS = {b"II*\0": "<", b"MM\0*": ">"}
+# Magic -> byte order, offset and entry-count formats, entry size (BigTIFF: 8-byte offsets).
+_TIFF_MAGICS = {b"II*\0": ("<", "I", "H", 12), b"MM\0*": (">", "I", "H", 12),
+                b"II+\0": ("<", "Q", "Q", 20), b"MM\0+": (">", "Q", "Q", 20)}
 _TIFF_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
                     13: 4, 16: 8, 17: 8, 18: 8}
 _TIFF_TABLES = frozenset({273, 279, 324, 325})  # strip / tile offsets and byte counts
@@ -112,15 +115,24 @@ def _kind(kind: bytes) -> str:
     return repr(kind.decode("latin-1"))
 
 
-def _check_tiff_tables(handle: BinaryIO, order: str) -> None:
-    """The first image's directory (the one decoded): each tag's values and the strip table."""
-    handle.seek(4)
-    (offset,) = struct.unpack(order + "I", _exactly(handle, 4))
+def _check_tiff_tables(handle: BinaryIO, layout: tuple[str, str, str, int]) -> None:
+    """The first image's directory (the one decoded): each tag's values and the strip table.
+    `layout`: the byte order, the offset and entry-count formats, and the entry size (a
+    BigTIFF's are wider)."""
+    order, offset_format, count_format, entry_size = layout
+    handle.seek(4 if offset_format == "I" else 8)
+    (offset,) = struct.unpack(order + offset_format, _exactly(handle, struct.calcsize(
+        offset_format)))
     handle.seek(offset)
-    (entries,) = struct.unpack(order + "H", _exactly(handle, 2))
-    table = _exactly(handle, 12 * entries)
-    for index in range(entries):
-        tag, kind, count = struct.unpack(order + "HHI", table[12 * index: 12 * index + 8])
+    (entries,) = struct.unpack(order + count_format, _exactly(handle, struct.calcsize(
+        count_format)))
+    if entries > MAX_TIFF_TAGS:
+        raise ScanError(f"TIFF directory of {entries:,} tags, over the limit of "
+                        f"{MAX_TIFF_TAGS:,}")
+    table = _exactly(handle, entry_size * entries)
+    for at in range(0, len(table), entry_size):
+        tag, kind, count = struct.unpack(order + "HH" + offset_format, table[
+            at: at + 4 + struct.calcsize(offset_format)])
         if tag in _TIFF_TABLES and count > MAX_STRIPS:
             raise ScanError(f"TIFF with {count:,} strips or tiles, over the limit of "
                             f"{MAX_STRIPS:,}; re-save it with larger strips")

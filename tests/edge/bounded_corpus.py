@@ -78,6 +78,23 @@ def tiff_with_strips(width: int, height: int) -> bytes:
     return b"II*\0" + struct.pack("<I", directory) + ifd + offsets + counts + bytes(width)
 
 
+def bigtiff_with_strips(width: int, height: int) -> bytes:
+    """The same as a BigTIFF (8-byte offsets and counts)."""
+    entries = [(256, 16, 1, width), (257, 16, 1, height), (258, 3, 1, 8), (259, 3, 1, 1),
+               (262, 3, 1, 1), (278, 16, 1, 1)]
+    directory = 16
+    tables = directory + 8 + 20 * (len(entries) + 2) + 8
+    row = tables + 16 * height
+    offsets = struct.pack(f"<{height}Q", *([row] * height))
+    counts = struct.pack(f"<{height}Q", *([width] * height))
+    entries += [(273, 16, height, tables), (279, 16, height, tables + 8 * height)]
+    entries.sort()
+    ifd = struct.pack("<Q", len(entries)) + b"".join(
+        struct.pack("<HHQQ", *entry) for entry in entries) + struct.pack("<Q", 0)
+    return (b"II+\0" + struct.pack("<HHQ", 8, 0, directory) + ifd + offsets + counts
+            + bytes(width))
+
+
 def dicom_bytes(dataset) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
