@@ -62,37 +62,27 @@ def progressive_jpeg_with_scans(extra_scans: int, side: int = 64) -> bytes:
     return bytes(data[:-2] + data[last:-2] * extra_scans + b"\xff\xd9")
 
 
-def tiff_with_strips(width: int, height: int) -> bytes:
-    """An uncompressed 8-bit TIFF with one strip per row, every strip the same bytes."""
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1),
-               (262, 3, 1, 1), (278, 4, 1, 1)]
-    directory = 8
-    tables = directory + 2 + 12 * (len(entries) + 2) + 4
-    row = tables + 8 * height
-    offsets = struct.pack(f"<{height}I", *([row] * height))
-    counts = struct.pack(f"<{height}I", *([width] * height))
-    entries += [(273, 4, height, tables), (279, 4, height, tables + 4 * height)]
+def tiff_with_strips(width: int, height: int, big: bool = False) -> bytes:
+    """An uncompressed 8-bit TIFF (a BigTIFF when `big`: 8-byte counts and offsets) with one
+    strip per row, every strip the same bytes."""
+    word, long_type, entry = ("Q", 16, 20) if big else ("I", 4, 12)
+    size = struct.calcsize(word)
+    entries = [(256, long_type, 1, width), (257, long_type, 1, height), (258, 3, 1, 8),
+               (259, 3, 1, 1), (262, 3, 1, 1), (278, long_type, 1, 1)]
+    directory = 16 if big else 8
+    tables = directory + (8 if big else 2) + entry * (len(entries) + 2) + size
+    row = tables + 2 * size * height
+    offsets = struct.pack(f"<{height}{word}", *([row] * height))
+    counts = struct.pack(f"<{height}{word}", *([width] * height))
+    entries += [(273, long_type, height, tables), (279, long_type, height,
+                                                   tables + size * height)]
     entries.sort()
-    ifd = struct.pack("<H", len(entries)) + b"".join(
-        struct.pack("<HHII", *entry) for entry in entries) + struct.pack("<I", 0)
-    return b"II*\0" + struct.pack("<I", directory) + ifd + offsets + counts + bytes(width)
-
-
-def bigtiff_with_strips(width: int, height: int) -> bytes:
-    """The same as a BigTIFF (8-byte offsets and counts)."""
-    entries = [(256, 16, 1, width), (257, 16, 1, height), (258, 3, 1, 8), (259, 3, 1, 1),
-               (262, 3, 1, 1), (278, 16, 1, 1)]
-    directory = 16
-    tables = directory + 8 + 20 * (len(entries) + 2) + 8
-    row = tables + 16 * height
-    offsets = struct.pack(f"<{height}Q", *([row] * height))
-    counts = struct.pack(f"<{height}Q", *([width] * height))
-    entries += [(273, 16, height, tables), (279, 16, height, tables + 8 * height)]
-    entries.sort()
-    ifd = struct.pack("<Q", len(entries)) + b"".join(
-        struct.pack("<HHQQ", *entry) for entry in entries) + struct.pack("<Q", 0)
-    return (b"II+\0" + struct.pack("<HHQ", 8, 0, directory) + ifd + offsets + counts
-            + bytes(width))
+    ifd = struct.pack("<Q" if big else "<H", len(entries)) + b"".join(
+        struct.pack(f"<HH{word}{word}", *fields) for fields in entries) + struct.pack(
+        f"<{word}", 0)
+    header = (b"II+\0" + struct.pack("<HHQ", 8, 0, directory) if big
+              else b"II*\0" + struct.pack("<I", directory))
+    return header + ifd + offsets + counts + bytes(width)
 
 
 def dicom_bytes(dataset) -> bytes:
