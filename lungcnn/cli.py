@@ -5,6 +5,7 @@
     lungcnn convert -> convert.cli      (python -m lungcnn.convert)
     lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
     lungcnn calibrate -> calibrate.cli (confidence calibration, abstention thresholds)
+    lungcnn loso    -> benchmarks.loso_cli (leave-one-source-out; loso-report: its report)
     lungcnn bundle  -> bundle           (a calibrated int8 model becomes the bundled model)
 
 Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
@@ -16,7 +17,7 @@ import typer
 
 from lungcnn.archive.cli import classify_archive_command
 from lungcnn.benchmarks.cli import bench_command
-from lungcnn.benchmarks.loso_cli import loso_command
+from lungcnn.benchmarks.loso_cli import loso_command, loso_report_command
 from lungcnn.benchmarks.probe import probe_command
 from lungcnn.bundle import bundle_command
 from lungcnn.convert.cli import convert_command
@@ -35,6 +36,7 @@ app.command("convert")(convert_command)
 app.command("bench")(bench_command)
 app.command("calibrate")(calibrate_command)
 app.command("loso")(loso_command)
+app.command("loso-report")(loso_report_command)
 app.command("probe")(probe_command)
 app.command("bundle")(bundle_command)
 app.add_typer(data_app, name="data")

@@ -1,0 +1,192 @@
+"""Trust as selective prediction on held-out sources: for each trust rule, which answers it
+accepts, and how wrong those are.
+
+Input: the held-out records of `lungcnn loso` (each fold: the device's answer on every scan
+of the source its model never saw). A rule ranks a fold's answers from most to least trusted
+and flags some of them. Figures, pooled over folds, per fold and per class/age group:
+  risk-coverage: error rate of the most trusted share of answers, for each share; AURC, its
+                 area (the mean error over every accepted count; lower is better), with the
+                 area of a perfect ranking of the same answers beside it;
+  operating point: accuracy of all and of accepted answers, share of wrong and of right
+                 answers flagged.
+Rules that need a threshold get it nested: each fold is scored with the threshold chosen on
+the other folds' held-out answers (most wrong answers flagged with at most
+`MAX_RIGHT_FLAGGED` of the right ones). Today's rule (each fold's own `lungcnn calibrate`
+flags) is the baseline. Every rule keeps the X-ray gate: a scan that fails it is flagged and
+ranked last, because it is not a chest X-ray at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lungcnn.benchmarks.conformal import conformal_sets, has_probabilities, nested_levels
+from lungcnn.benchmarks.loso_report import (
+    MAX_RIGHT_FLAGGED,
+    choose_rule,
+    flags_under,
+    ok_records,
+    share_block,
+)
+from lungcnn.edge.trust.gate import REASON_PREFIX as GATE_REASON_PREFIX
+
+COVERAGES = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One fold's ok answers as a rule sees them: right or wrong, trust score (higher is
+    more trusted) and the flags at the rule's operating point."""
+
+    right: np.ndarray
+    score: np.ndarray
+    flagged: np.ndarray
+
+
+# A rule: (held-out folds by source, source) -> that fold's answers as the rule scores them.
+Rule = Callable[[dict[str, dict], str], Scored]
+
+
+def today(folds: dict[str, dict], source: str) -> Scored:
+    """The flags each fold's own `lungcnn calibrate` raised; ranked by stable confidence."""
+    records = ok_records(folds[source])
+    flagged = np.array([r["flag"] != "ok" for r in records], dtype=bool)
+    return _binary(records, flagged)
+
+
+def nested_thresholds(folds: dict[str, dict], source: str) -> Scored:
+    """Today's signals with the distance factor and minimum confidence chosen on the other
+    folds (`loso_report.choose_rule`)."""
+    rule = choose_rule([f for s, f in folds.items() if s != source])
+    _, flagged = flags_under(rule, folds[source])
+    return _binary(ok_records(folds[source]), flagged)
+
+
+def score_rule(field: str, sign: float = 1.0, relative_to: str | None = None) -> Rule:
+    """A continuous score from one record field (times `sign`, divided by the fold's fitted
+    threshold `relative_to`; a missing value scores 0), thresholded nested."""
+    def rule(folds: dict[str, dict], source: str) -> Scored:
+        def scores(fold: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            records = ok_records(fold)
+            scale = fold["thresholds"].get(relative_to) if relative_to else 1.0
+            values = np.array([sign * (r.get(field) or 0.0) / (scale or 1.0) for r in records])
+            return _right(records), values, _gate(records)
+
+        others = [scores(f) for s, f in folds.items() if s != source]
+        threshold = choose_threshold(others)
+        right, score, gate = scores(folds[source])
+        return Scored(right, _gate_last(score, gate), gate | (score < threshold))
+    return rule
+
+
+def conformal_rule(folds: dict[str, dict], source: str) -> Scored:
+    """Flag a prediction set that does not hold exactly one label; the level is calibrated
+    on the other folds' covered held-out scans (`benchmarks.conformal`)."""
+    records = ok_records(folds[source])
+    sets = conformal_sets(folds[source], nested_levels(folds)[source])
+    flagged = _gate(records) | (sets.sum(axis=1) != 1)
+    return _binary(records, flagged)
+
+
+RULES: dict[str, Rule] = {
+    "today (baseline)": today,
+    "today, thresholds nested": nested_thresholds,
+    "calibrated confidence": score_rule("confidence"),
+    "stable confidence": score_rule("stable_confidence"),
+    "feature distance": score_rule("feature_distance", -1.0, "feature_distance"),
+    "conformal set": conformal_rule,
+}
+NEEDS_PROBABILITIES = {"conformal set"}
+
+
+def choose_threshold(folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    """The score threshold flagging the most wrong answers of `folds` (pooled; each: right,
+    score, gate failed) with at most MAX_RIGHT_FLAGGED of the right ones flagged."""
+    right = np.concatenate([f[0] for f in folds])
+    score = np.concatenate([f[1] for f in folds])
+    gate = np.concatenate([f[2] for f in folds])
+    best, best_key = -np.inf, None
+    for threshold in np.unique(score):
+        flagged = gate | (score < threshold)
+        right_flagged = _share(flagged[right])
+        if right_flagged is not None and right_flagged > MAX_RIGHT_FLAGGED:
+            break  # a higher threshold only flags more
+        key = (_share(flagged[~right]) or 0.0, -(right_flagged or 0.0))
+        if best_key is None or key > best_key:
+            best, best_key = float(threshold), key
+    return best
+
+
+def risk_coverage(right: np.ndarray, score: np.ndarray) -> dict:
+    """Error rate of the most trusted answers at each coverage, AURC and the best AURC."""
+    if not len(right):
+        return {"aurc": None, "best_aurc": None, "curve": []}
+    ordered = np.asarray(right, dtype=bool)[np.argsort(-np.asarray(score), kind="stable")]
+    risks = np.cumsum(~ordered) / np.arange(1, len(ordered) + 1)
+    best = np.cumsum(~np.sort(ordered)[::-1]) / np.arange(1, len(ordered) + 1)
+    curve = [{"coverage": float(c),
+              "risk": float(risks[max(1, int(round(c * len(ordered)))) - 1])} for c in COVERAGES]
+    return {"aurc": float(risks.mean()), "best_aurc": float(best.mean()), "curve": curve}
+
+
+def selective_report(result: dict) -> dict:
+    """Every applicable rule's figures on the held-out folds of a `lungcnn loso` result."""
+    folds = result["folds"]
+    measurable = has_probabilities(folds)
+    rules = {name: rule for name, rule in RULES.items()
+             if measurable or name not in NEEDS_PROBABILITIES}
+    report = {name: _rule_report(rule, folds) for name, rule in rules.items()}
+    skipped = sorted(set(RULES) - set(rules))
+    return {"rules": report, "max_right_flagged": MAX_RIGHT_FLAGGED,
+            "not_measured": {name: "the held-out records carry no class probabilities"
+                             for name in skipped}}
+
+
+def _rule_report(rule: Rule, folds: dict[str, dict]) -> dict:
+    scored = {source: rule(folds, source) for source in folds}
+    per_fold = {source: {**share_block(s.right, s.flagged), **risk_coverage(s.right, s.score)}
+                for source, s in scored.items()}
+    right = np.concatenate([s.right for s in scored.values()])
+    pooled_score = np.concatenate([s.score for s in scored.values()])
+    flagged = np.concatenate([s.flagged for s in scored.values()])
+    return {"pooled": {**share_block(right, flagged), **risk_coverage(right, pooled_score)},
+            "per_fold": per_fold, "by_class": _by_class(folds, scored)}
+
+
+def _by_class(folds: dict[str, dict], scored: dict[str, Scored]) -> dict:
+    keys = np.array([f"{r['label']}/{r['age_group']}" for source in scored
+                     for r in ok_records(folds[source])])
+    right = np.concatenate([s.right for s in scored.values()])
+    flagged = np.concatenate([s.flagged for s in scored.values()])
+    return {key: share_block(right[keys == key], flagged[keys == key])
+            for key in sorted(set(keys))}
+
+
+def _binary(records: list[dict], flagged: np.ndarray) -> Scored:
+    """A yes/no rule: accepted answers rank first, each group by stable confidence."""
+    stable = np.array([r["stable_confidence"] for r in records], dtype=np.float64)
+    return Scored(_right(records), np.where(flagged, stable - 2.0, stable), flagged)
+
+
+def _gate_last(score: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """The scores with those of gate failures moved below every other, in their order."""
+    if not len(score):
+        return score
+    return np.where(gate, score - (score.max() - score.min()) - 1.0, score)
+
+
+def _right(records: list[dict]) -> np.ndarray:
+    return np.array([r["predicted"] == r["label"] for r in records], dtype=bool)
+
+
+def _gate(records: list[dict]) -> np.ndarray:
+    return np.array([r["flag"] == "out_of_distribution"
+                     and (r.get("reason") or "").startswith(GATE_REASON_PREFIX)
+                     for r in records], dtype=bool)
+
+
+def _share(mask: np.ndarray) -> float | None:
+    return float(np.mean(mask)) if len(mask) else None
