@@ -8,7 +8,8 @@ split alike, through `lungcnn.edge.api.Classifier`: exactly what a device would 
 A held-out scan is *covered* when some remaining source has its class in its age group (an
 adult Covid scan when another source has adult Covid scans); the others, such as adult
 Normal scans when the only other Normal scans are pediatric, are *open-set* cases that the
-trust flags should catch. Folds resume: a fold whose records exist is not trained again.
+trust flags should catch. Folds resume: a fold whose records exist is not trained again
+(its held-out scans are classified again when its records predate the class probabilities).
 """
 
 from __future__ import annotations
@@ -61,19 +62,26 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
              source: str, log: Callable[[str], None]) -> dict:
     fold_dir = config.out / source
     records_path = fold_dir / RECORDS
+    model = fold_dir / "model_int8.tflite"
     if records_path.is_file():
-        log(f"  {records_path} exists: fold reused")
-        return json.loads(records_path.read_text())
-    recipe = replace(config.recipe, exclude_sources=(*config.recipe.exclude_sources, source))
-    _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
+        fold = json.loads(records_path.read_text())
+        if all("probabilities" in r for r in fold["records"]) or not model.is_file():
+            log(f"  {records_path} exists: fold reused")
+            return fold
+        log(f"  {records_path} has no class probabilities: held-out scans classified again")
+    else:
+        recipe = replace(config.recipe,
+                         exclude_sources=(*config.recipe.exclude_sources, source))
+        _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
+    excluded = {*config.recipe.exclude_sources, source}
     held_out = [s for s in samples if s.source == source]
-    kept = [s for s in samples if s.source not in recipe.exclude_sources]
+    kept = [s for s in samples if s.source not in excluded]
     fold = {
         "source": source,
         "trained_on": sorted({s.source for s in kept}),
         "covered_pairs": sorted({f"{CLASS_NAMES[s.label]}/{s.age_group}" for s in kept}),
-        "thresholds": fitted_thresholds(fold_dir / "model_int8.tflite"),
-        "records": held_out_records(fold_dir / "model_int8.tflite", root, held_out, kept),
+        "thresholds": fitted_thresholds(model),
+        "records": held_out_records(model, root, held_out, kept),
     }
     write_json_atomic(records_path, fold)
     return fold
@@ -95,17 +103,21 @@ def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],
             "predicted": record["label"],
             **{key: record.get(key) for key in ("status", "flag", "reason", "confidence",
                                                 "raw_confidence", "stable_confidence",
-                                                "feature_distance", "error")},
+                                                "feature_distance", "probabilities",
+                                                "error")},
         })
     return records
 
 
 def fitted_thresholds(model: Path) -> dict:
-    """The confidence and feature-distance thresholds `lungcnn calibrate` fitted."""
-    trust = Classifier(model).manifest.get("trust") or {}
+    """The temperature, confidence and feature-distance thresholds `lungcnn calibrate`
+    fitted."""
+    manifest = Classifier(model).manifest
+    trust = manifest.get("trust") or {}
     distance = trust.get("feature_distance") or {}
     return {"min_confidence": trust.get("min_confidence"),
-            "feature_distance": distance.get("threshold")}
+            "feature_distance": distance.get("threshold"),
+            "temperature": (manifest.get("calibration") or {}).get("temperature")}
 
 
 def _train_convert_calibrate(spec: ArchSpec, recipe: TrainConfig, data: Sequence[Path],
