@@ -14,7 +14,7 @@ import typer
 from lungcnn.benchmarks.conformal import conformal_report, has_probabilities
 from lungcnn.benchmarks.loso import LosoConfig, run_loso
 from lungcnn.benchmarks.loso_report import MAX_RIGHT_FLAGGED, loso_report
-from lungcnn.benchmarks.selective import selective_report
+from lungcnn.benchmarks.selective import WITH_SETS, helps, selective_report
 from lungcnn.benchmarks.selective_report import selective_lines, write_risk_coverage_plot
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.errors import NOTICE, fail
@@ -78,6 +78,8 @@ def write_results(result: dict, out: Path, name: str) -> str:
     result["selective"] = selective_report(result) if len(folds) > 1 else None
     result["conformal"] = (conformal_report(folds)
                            if len(folds) > 1 and has_probabilities(folds) else None)
+    if result["conformal"]:  # on the device only when nested LOSO says it helps
+        result["conformal"]["kept"] = helps(result["selective"], WITH_SETS)
     result["report_command"] = f"lungcnn loso-report {out / name}.json"
     out.mkdir(parents=True, exist_ok=True)
     if result["selective"]:

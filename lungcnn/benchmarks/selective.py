@@ -91,15 +91,49 @@ def conformal_rule(folds: dict[str, dict], source: str) -> Scored:
     return _binary(records, flagged)
 
 
+def either(*rules: Rule) -> Rule:
+    """Flag what any of `rules` flags (signals added to one another, as on the device)."""
+    def rule(folds: dict[str, dict], source: str) -> Scored:
+        flagged = np.any([each(folds, source).flagged for each in rules], axis=0)
+        return _binary(ok_records(folds[source]), flagged)
+    return rule
+
+
+BASELINE, DEVICE = "today (baseline)", "today, thresholds nested"
+WITH_SETS = f"{DEVICE} + conformal set"
 RULES: dict[str, Rule] = {
-    "today (baseline)": today,
-    "today, thresholds nested": nested_thresholds,
+    BASELINE: today,
+    DEVICE: nested_thresholds,
     "calibrated confidence": score_rule("confidence"),
     "stable confidence": score_rule("stable_confidence"),
     "feature distance": score_rule("feature_distance", -1.0, "feature_distance"),
     "conformal set": conformal_rule,
+    WITH_SETS: either(nested_thresholds, conformal_rule),
 }
-NEEDS_PROBABILITIES = {"conformal set"}
+NEEDS_PROBABILITIES = {"conformal set", WITH_SETS}
+
+
+def helps(selective: dict, name: str, baseline: str = DEVICE) -> bool:
+    """Whether rule `name` does better than `baseline` on the held-out folds, nested: more
+    wrong answers flagged (pooled) with at most MAX_RIGHT_FLAGGED of the right ones, and
+    accepted answers more accurate than all answers on at least as many folds."""
+    rules = selective["rules"]
+    if name not in rules:
+        return False
+    new, old = rules[name], rules[baseline]
+    return ((new["pooled"]["wrong_flagged"] or 0.0) > (old["pooled"]["wrong_flagged"] or 0.0)
+            and (new["pooled"]["right_flagged"] or 0.0) <= MAX_RIGHT_FLAGGED
+            and _folds_gaining(new) >= _folds_gaining(old))
+
+
+def gains(fold: dict) -> bool:
+    """Accepted answers more accurate than all answers on this fold."""
+    accepted, every = fold["accepted_accuracy"], fold["accuracy"]
+    return accepted is not None and every is not None and accepted > every
+
+
+def _folds_gaining(rule: dict) -> int:
+    return sum(1 for fold in rule["per_fold"].values() if gains(fold))
 
 
 def choose_threshold(folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lungcnn.benchmarks.selective import gains
+
 
 def selective_lines(selective: dict, conformal: dict | None) -> list[str]:
     rules = selective["rules"]
@@ -27,7 +29,7 @@ def selective_lines(selective: dict, conformal: dict | None) -> list[str]:
     for name, rule in rules.items():
         pooled, folds = rule["pooled"], rule["per_fold"]
         per_fold = ", ".join(f"{s} {_f(f['aurc'])}" for s, f in folds.items())
-        better = [s for s, f in folds.items() if _gains(f)]
+        better = [s for s, f in folds.items() if gains(f)]
         lines.append(f"| {name} | {_f(pooled['aurc'])} ({_f(pooled['best_aurc'])}) "
                      f"| {_f(pooled['accuracy'])} | {_f(pooled['accepted_accuracy'])} "
                      f"| {_f(pooled['wrong_flagged'])} | {_f(pooled['right_flagged'])} "
@@ -72,8 +74,11 @@ def _conformal_lines(conformal: dict) -> list[str]:
                      f"| {_f(block['coverage_covered'])} | {_f(block['coverage_all'])} "
                      f"| {_f(block['mean_set_size'])} | {_f(block['singletons'])} "
                      f"| {_f(block['empty'])} |")
+    kept = ("kept: `lungcnn calibrate --loso` writes it into the manifest"
+            if conformal.get("kept") else "not kept: nested LOSO says it does not help "
+            "(more wrong answers flagged within the budget, on as many folds improved)")
     lines += ["", "Minimum probability from every fold (for the model trained on every "
-              f"source): {conformal['min_probability_all_folds']:.3f}."]
+              f"source): {conformal['min_probability_all_folds']:.3f}; {kept}."]
     return lines
 
 
@@ -104,12 +109,6 @@ def write_risk_coverage_plot(selective: dict, path: Path, title: str) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-
-
-def _gains(fold: dict) -> bool:
-    """Accepted answers more accurate than all answers on this fold."""
-    accepted, every = fold["accepted_accuracy"], fold["accuracy"]
-    return accepted is not None and every is not None and accepted > every
 
 
 def _f(value: float | None) -> str:
