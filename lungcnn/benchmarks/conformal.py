@@ -27,7 +27,12 @@ LEVEL = 0.9  # share of covered held-out scans whose set should hold the true la
 def has_probabilities(folds: dict[str, dict]) -> bool:
     """Whether every answered held-out record carries its class probabilities (results of
     `lungcnn loso` before they were recorded do not)."""
-    return all("probabilities" in r for fold in folds.values() for r in ok_records(fold))
+    return carries(folds, "probabilities")
+
+
+def carries(folds: dict[str, dict], field: str) -> bool:
+    """Whether every answered held-out record has `field` (older results lack some)."""
+    return all(field in r for fold in folds.values() for r in ok_records(fold))
 
 
 def calibrated(fold: dict) -> np.ndarray:

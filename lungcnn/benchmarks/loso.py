@@ -9,7 +9,7 @@ A held-out scan is *covered* when some remaining source has its class in its age
 adult Covid scan when another source has adult Covid scans); the others, such as adult
 Normal scans when the only other Normal scans are pediatric, are *open-set* cases that the
 trust flags should catch. Folds resume: a fold whose records exist is not trained again
-(its held-out scans are classified again when its records predate the class probabilities).
+(its held-out scans are classified again when its records lack fields added since).
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from lungcnn.trainer.dataset import Sample
 from lungcnn.trainer.datasets import combine, read_dataset
 
 RECORDS = "heldout_records.json"
+# The fields of the device's record kept for each held-out scan.
+RECORD_FIELDS = ("status", "flag", "reason", "confidence", "raw_confidence",
+                 "stable_confidence", "feature_distance", "nearest_class", "probabilities",
+                 "error")
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,10 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
     model = fold_dir / "model_int8.tflite"
     if records_path.is_file():
         fold = json.loads(records_path.read_text())
-        if all("probabilities" in r for r in fold["records"]) or not model.is_file():
+        if all(set(RECORD_FIELDS) <= set(r) for r in fold["records"]) or not model.is_file():
             log(f"  {records_path} exists: fold reused")
             return fold
-        log(f"  {records_path} has no class probabilities: held-out scans classified again")
+        log(f"  {records_path} lacks record fields: held-out scans classified again")
     else:
         recipe = replace(config.recipe,
                          exclude_sources=(*config.recipe.exclude_sources, source))
@@ -101,10 +105,7 @@ def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],
             "age_group": sample.age_group,
             "covered": (sample.label, sample.age_group) in covered,
             "predicted": record["label"],
-            **{key: record.get(key) for key in ("status", "flag", "reason", "confidence",
-                                                "raw_confidence", "stable_confidence",
-                                                "feature_distance", "probabilities",
-                                                "error")},
+            **{key: record.get(key) for key in RECORD_FIELDS},
         })
     return records
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lungcnn.benchmarks.conformal import conformal_sets, has_probabilities, nested_levels
+from lungcnn.benchmarks.conformal import carries, conformal_sets, nested_levels
 from lungcnn.benchmarks.loso_report import (
     MAX_RIGHT_FLAGGED,
     choose_rule,
@@ -91,6 +91,15 @@ def conformal_rule(folds: dict[str, dict], source: str) -> Scored:
     return _binary(records, flagged)
 
 
+def nearest_class_differs(folds: dict[str, dict], source: str) -> Scored:
+    """Flag an answer whose features are nearest the training scans of another class."""
+    records = ok_records(folds[source])
+    flagged = _gate(records) | np.array(
+        [r["nearest_class"] is not None and r["nearest_class"] != r["predicted"]
+         for r in records], dtype=bool)
+    return _binary(records, flagged)
+
+
 def either(*rules: Rule) -> Rule:
     """Flag what any of `rules` flags (signals added to one another, as on the device)."""
     def rule(folds: dict[str, dict], source: str) -> Scored:
@@ -101,6 +110,7 @@ def either(*rules: Rule) -> Rule:
 
 BASELINE, DEVICE = "today (baseline)", "today, thresholds nested"
 WITH_SETS = f"{DEVICE} + conformal set"
+WITH_NEAREST = f"{DEVICE} + nearest class differs"
 RULES: dict[str, Rule] = {
     BASELINE: today,
     DEVICE: nested_thresholds,
@@ -109,8 +119,12 @@ RULES: dict[str, Rule] = {
     "feature distance": score_rule("feature_distance", -1.0, "feature_distance"),
     "conformal set": conformal_rule,
     WITH_SETS: either(nested_thresholds, conformal_rule),
+    "nearest class differs": nearest_class_differs,
+    WITH_NEAREST: either(nested_thresholds, nearest_class_differs),
 }
-NEEDS_PROBABILITIES = {"conformal set", WITH_SETS}
+# The record field a rule needs, for rules that results of older `lungcnn loso` runs lack.
+NEEDS = {"conformal set": "probabilities", WITH_SETS: "probabilities",
+         "nearest class differs": "nearest_class", WITH_NEAREST: "nearest_class"}
 
 
 def helps(selective: dict, name: str, baseline: str = DEVICE) -> bool:
@@ -169,14 +183,12 @@ def risk_coverage(right: np.ndarray, score: np.ndarray) -> dict:
 def selective_report(result: dict) -> dict:
     """Every applicable rule's figures on the held-out folds of a `lungcnn loso` result."""
     folds = result["folds"]
-    measurable = has_probabilities(folds)
-    rules = {name: rule for name, rule in RULES.items()
-             if measurable or name not in NEEDS_PROBABILITIES}
-    report = {name: _rule_report(rule, folds) for name, rule in rules.items()}
-    skipped = sorted(set(RULES) - set(rules))
+    missing = {name: field for name, field in NEEDS.items() if not carries(folds, field)}
+    report = {name: _rule_report(rule, folds) for name, rule in RULES.items()
+              if name not in missing}
     return {"rules": report, "max_right_flagged": MAX_RIGHT_FLAGGED,
-            "not_measured": {name: "the held-out records carry no class probabilities"
-                             for name in skipped}}
+            "not_measured": {name: f"the held-out records have no {field}"
+                             for name, field in missing.items()}}
 
 
 def _rule_report(rule: Rule, folds: dict[str, dict]) -> dict:

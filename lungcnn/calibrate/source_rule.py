@@ -65,8 +65,7 @@ def apply_rule(model_path: Path, rule: dict) -> dict:
                                                    trust["min_confidence"]))
     trust["min_confidence"] = max(validation_confidence, rule["min_confidence"])
     if "prediction_set" in rule:
-        trust["prediction_set"] = {**rule["prediction_set"],
-                                   "labels": list(manifest["class_names"])}
+        trust["prediction_set"] = dict(rule["prediction_set"])
     else:
         trust.pop("prediction_set", None)
     trust["source_rule"] = rule

@@ -9,21 +9,27 @@ import pytest
 from typer.testing import CliRunner
 
 from lungcnn.benchmarks.conformal import conformal_report, min_probability
-from lungcnn.benchmarks.selective import choose_threshold, risk_coverage, selective_report
+from lungcnn.benchmarks.selective import (
+    choose_threshold,
+    helps,
+    risk_coverage,
+    selective_report,
+)
 from lungcnn.cli import app
 
 GATE = "unlike the training X-rays: large black areas"
 
 
 def record(label, predicted, *, stable=0.9, distance=1.0, flag="ok", reason="",
-           covered=True, probabilities=None):
+           covered=True, probabilities=None, nearest=None):
     names = ("Covid", "Normal", "Viral Pneumonia")
     if probabilities is None:
         probabilities = [0.9 if n == predicted else 0.05 for n in names]
     return {"file": "x.png", "label": label, "age_group": "adult", "covered": covered,
             "predicted": predicted, "status": "ok", "flag": flag, "reason": reason,
             "confidence": stable, "stable_confidence": stable, "feature_distance": distance,
-            "probabilities": dict(zip(names, probabilities))}
+            "probabilities": dict(zip(names, probabilities)),
+            "nearest_class": nearest or predicted}
 
 
 def fold(records):
@@ -57,7 +63,8 @@ def folds_with_a_signal():
         right = [record("Covid", "Covid", stable=0.8 + 0.01 * i, distance=2.0 + i)
                  for i in range(12)]
         wrong = [record("Normal", "Covid", stable=0.95 + offset, distance=30.0,
-                        probabilities=[0.5, 0.45, 0.05]) for _ in range(4)]
+                        probabilities=[0.5, 0.45, 0.05], nearest="Normal" if i else None)
+                 for i in range(4)]
         gate = [record("Covid", "Normal", flag="out_of_distribution", reason=GATE)]
         return fold(right + wrong + gate)
     return {"a": one(0.0), "b": one(0.01), "c": one(0.02)}
@@ -74,6 +81,12 @@ def test_selective_report_measures_every_rule_per_fold_and_class():
     assert distance["wrong_flagged"] == 1.0 and distance["right_flagged"] == 0.0
     assert distance["aurc"] == pytest.approx(distance["best_aurc"])
     assert distance["aurc"] < baseline["pooled"]["aurc"]
+    nearest = report["rules"]["nearest class differs"]["pooled"]
+    assert nearest["wrong_flagged"] == pytest.approx(4 / 5)  # three of four, and the gate
+    assert nearest["right_flagged"] == 0.0
+    assert helps(report, "nearest class differs", baseline="today (baseline)")
+    assert not helps(report, "nearest class differs")  # the nested thresholds flag all
+    assert not helps(report, "not a rule")
 
 
 def test_records_without_probabilities_skip_the_conformal_rule():

@@ -14,7 +14,7 @@ LABELS = ["Covid", "Normal", "Viral Pneumonia"]
 
 
 def section(**changes) -> dict:
-    return {"min_probability": 0.2, "level": 0.9, "labels": LABELS, **changes}
+    return {"min_probability": 0.2, "level": 0.9, **changes}
 
 
 def judged(probabilities, settings: PredictionSetSettings | None):
@@ -29,12 +29,13 @@ def judged(probabilities, settings: PredictionSetSettings | None):
 
 def read(prediction_set):
     return prediction_set_settings({"temperature": 1.0}, {"prediction_set": prediction_set},
-                                   len(LABELS))
+                                   tuple(LABELS))
 
 
 def test_the_manifest_section_is_read_and_is_optional():
     assert read(section()) == PredictionSetSettings(0.2, 0.9, tuple(LABELS))
-    assert prediction_set_settings({"temperature": 1.0}, {"min_confidence": 0.5}, 3) is None
+    assert prediction_set_settings({"temperature": 1.0}, {"min_confidence": 0.5},
+                                   tuple(LABELS)) is None
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -42,8 +43,7 @@ def test_the_manifest_section_is_read_and_is_optional():
     (section(min_probability=0.0), "min_probability 0 is not > 0"),
     (section(min_probability=1.5), "min_probability 1.5 is not in"),
     (section(level=True), "level must be a number"),
-    (section(labels=LABELS[:2]), "labels must be the model's class names"),
-    ({"min_probability": 0.2, "labels": LABELS}, "lacks level"),
+    ({"min_probability": 0.2}, "lacks level"),
 ])
 def test_a_damaged_section_is_a_manifest_error(bad, message):
     with pytest.raises(ManifestError, match=message):

@@ -69,8 +69,7 @@ def test_a_kept_prediction_set_is_written_and_a_dropped_one_removed(calibrated_i
     result["conformal"] = {"kept": True, "level": 0.9, "min_probability_all_folds": 0.2}
     results.write_text(json.dumps(result))
     trust = apply_rule(model, read_rule(results))
-    assert trust["prediction_set"] == {"min_probability": 0.2, "level": 0.9,
-                                       "labels": read_manifest(model)["class_names"]}
+    assert trust["prediction_set"] == {"min_probability": 0.2, "level": 0.9}
     assert Classifier(model).runtime.trust_settings.of("prediction_set").min_probability == 0.2
     result["conformal"]["kept"] = False
     results.write_text(json.dumps(result))

@@ -19,30 +19,25 @@ from lungcnn.edge.trust.signal import FLAG_UNCERTAIN, Evidence, Signal, Verdict,
 class PredictionSetSettings:
     min_probability: float  # a label with at least this calibrated probability is in the set
     level: float  # share of held-out scans whose set held the true label, as calibrated
-    labels: tuple[str, ...]  # the model's class names, for the reason
+    labels: tuple[str, ...]  # the model's class names
 
 
 def prediction_set_settings(calibration: dict, trust: dict,
-                            classes: int | None) -> PredictionSetSettings | None:
+                            class_names: tuple[str, ...]) -> PredictionSetSettings | None:
     fields = trust.get("prediction_set") if trust else None
     if fields is None:
         return None
     name = "trust prediction_set"
     if not isinstance(fields, dict):
         raise ManifestError(f"{name} must be an object")
-    missing = {"min_probability", "level", "labels"} - set(fields)
+    missing = {"min_probability", "level"} - set(fields)
     if missing:
         raise ManifestError(f"{name} lacks {', '.join(sorted(missing))}")
-    labels = fields["labels"]
-    if (not isinstance(labels, list) or not labels
-            or not all(isinstance(label, str) for label in labels)
-            or (classes is not None and len(labels) != classes)):
-        raise ManifestError(f"{name} labels must be the model's class names")
     return PredictionSetSettings(
         min_probability=number(fields["min_probability"], f"{name} min_probability",
                                low=0.0, high=1.0, low_open=True),
         level=number(fields["level"], f"{name} level", low=0.0, high=1.0, low_open=True),
-        labels=tuple(labels),
+        labels=tuple(class_names),
     )
 
 
