@@ -65,21 +65,42 @@ def nested_thresholds(folds: dict[str, dict], source: str) -> Scored:
     return _binary(ok_records(folds[source]), flagged)
 
 
-def score_rule(field: str, sign: float = 1.0, relative_to: str | None = None) -> Rule:
-    """A continuous score from one record field (times `sign`, divided by the fold's fitted
-    threshold `relative_to`; a missing value scores 0), thresholded nested."""
-    def rule(folds: dict[str, dict], source: str) -> Scored:
-        def scores(fold: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            records = ok_records(fold)
-            scale = fold["thresholds"].get(relative_to) if relative_to else 1.0
-            values = np.array([sign * (r.get(field) or 0.0) / (scale or 1.0) for r in records])
-            return _right(records), values, _gate(records)
+# (record, its fold) -> a trust score, or whether the record may be flagged at all
+Score = Callable[[dict, dict], float]
+Eligible = Callable[[dict, dict], bool]
+# One fold's answers for a score rule: right, score, gate failed, may be flagged.
+Scores = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-        others = [scores(f) for s, f in folds.items() if s != source]
-        threshold = choose_threshold(others)
-        right, score, gate = scores(folds[source])
-        return Scored(right, _gate_last(score, gate), gate | (score < threshold))
+
+def score_rule(value: Score, eligible: Eligible = lambda record, fold: True) -> Rule:
+    """Flag an `eligible` answer whose score `value` is below a threshold chosen nested; the
+    answers are ranked by that score."""
+    def rule(folds: dict[str, dict], source: str) -> Scored:
+        def scores(fold: dict) -> Scores:
+            records = ok_records(fold)
+            return (_right(records), np.array([value(r, fold) for r in records]),
+                    _gate(records), np.array([eligible(r, fold) for r in records], dtype=bool))
+
+        threshold = choose_threshold([scores(f) for s, f in folds.items() if s != source])
+        right, score, gate, can_flag = scores(folds[source])
+        return Scored(right, _gate_last(score, gate), gate | (can_flag & (score < threshold)))
     return rule
+
+
+def distance_ratio(record: dict, fold: dict) -> float:
+    """The feature distance over the fold's fitted threshold: infinite for an answer the
+    device found infinitely far (a class without training scans: no finite distance is
+    recorded), 0 for a model without the check."""
+    distance = record.get("feature_distance")
+    if distance is None:
+        far = record["flag"] == "out_of_distribution" and not _gate([record])[0]
+        return np.inf if far else 0.0
+    return distance / (fold["thresholds"].get("feature_distance") or 1.0)
+
+
+def nearest_differs(record: dict, fold: dict) -> bool:
+    """The answer's features are nearest the training scans of another class."""
+    return record["nearest_class"] is not None and record["nearest_class"] != record["predicted"]
 
 
 def conformal_rule(folds: dict[str, dict], source: str) -> Scored:
@@ -94,9 +115,8 @@ def conformal_rule(folds: dict[str, dict], source: str) -> Scored:
 def nearest_class_differs(folds: dict[str, dict], source: str) -> Scored:
     """Flag an answer whose features are nearest the training scans of another class."""
     records = ok_records(folds[source])
-    flagged = _gate(records) | np.array(
-        [r["nearest_class"] is not None and r["nearest_class"] != r["predicted"]
-         for r in records], dtype=bool)
+    flagged = _gate(records) | np.array([nearest_differs(r, folds[source]) for r in records],
+                                        dtype=bool)
     return _binary(records, flagged)
 
 
@@ -111,12 +131,15 @@ def either(*rules: Rule) -> Rule:
 BASELINE, DEVICE = "today (baseline)", "today, thresholds nested"
 WITH_SETS = f"{DEVICE} + conformal set"
 WITH_NEAREST = f"{DEVICE} + nearest class differs"
+DISTANCE_IF_NEAREST = "feature distance, only when the nearest class differs"
 RULES: dict[str, Rule] = {
     BASELINE: today,
     DEVICE: nested_thresholds,
-    "calibrated confidence": score_rule("confidence"),
-    "stable confidence": score_rule("stable_confidence"),
-    "feature distance": score_rule("feature_distance", -1.0, "feature_distance"),
+    "calibrated confidence": score_rule(lambda record, fold: record["confidence"]),
+    "stable confidence": score_rule(lambda record, fold: record["stable_confidence"]),
+    "feature distance": score_rule(lambda record, fold: -distance_ratio(record, fold)),
+    DISTANCE_IF_NEAREST: score_rule(lambda record, fold: -distance_ratio(record, fold),
+                                    nearest_differs),
     "conformal set": conformal_rule,
     WITH_SETS: either(nested_thresholds, conformal_rule),
     "nearest class differs": nearest_class_differs,
@@ -124,7 +147,8 @@ RULES: dict[str, Rule] = {
 }
 # The record field a rule needs, for rules that results of older `lungcnn loso` runs lack.
 NEEDS = {"conformal set": "probabilities", WITH_SETS: "probabilities",
-         "nearest class differs": "nearest_class", WITH_NEAREST: "nearest_class"}
+         "nearest class differs": "nearest_class", WITH_NEAREST: "nearest_class",
+         DISTANCE_IF_NEAREST: "nearest_class"}
 
 
 def helps(selective: dict, name: str, baseline: str = DEVICE) -> bool:
@@ -150,15 +174,13 @@ def _folds_gaining(rule: dict) -> int:
     return sum(1 for fold in rule["per_fold"].values() if gains(fold))
 
 
-def choose_threshold(folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
-    """The score threshold flagging the most wrong answers of `folds` (pooled; each: right,
-    score, gate failed) with at most MAX_RIGHT_FLAGGED of the right ones flagged."""
-    right = np.concatenate([f[0] for f in folds])
-    score = np.concatenate([f[1] for f in folds])
-    gate = np.concatenate([f[2] for f in folds])
+def choose_threshold(folds: list[Scores]) -> float:
+    """The score threshold flagging the most wrong answers of `folds` (pooled) with at most
+    MAX_RIGHT_FLAGGED of the right ones flagged."""
+    right, score, gate, can_flag = (np.concatenate([f[i] for f in folds]) for i in range(4))
     best, best_key = -np.inf, None
-    for threshold in np.unique(score):
-        flagged = gate | (score < threshold)
+    for threshold in np.unique(score[np.isfinite(score)]):
+        flagged = gate | (can_flag & (score < threshold))
         right_flagged = _share(flagged[right])
         if right_flagged is not None and right_flagged > MAX_RIGHT_FLAGGED:
             break  # a higher threshold only flags more
@@ -218,10 +240,8 @@ def _binary(records: list[dict], flagged: np.ndarray) -> Scored:
 
 
 def _gate_last(score: np.ndarray, gate: np.ndarray) -> np.ndarray:
-    """The scores with those of gate failures moved below every other, in their order."""
-    if not len(score):
-        return score
-    return np.where(gate, score - (score.max() - score.min()) - 1.0, score)
+    """The scores with those of gate failures moved below every other."""
+    return np.where(gate, -np.inf, score)
 
 
 def _right(records: list[dict]) -> np.ndarray:

@@ -101,7 +101,7 @@ def write_risk_coverage_plot(selective: dict, path: Path, title: str) -> Path:
                       linestyle="--" if name.startswith("today") else "-")
         axis.set(title=f"held out: {panel}", xlabel="coverage (share accepted)",
                  ylabel="error rate of accepted", ylim=(0, 1.02))
-        axis.legend(fontsize=6, title="rule (AURC)", title_fontsize=6)
+        axis.legend(fontsize=6, title="rule (AURC)", title_fontsize=6, loc="center right")
     figure.suptitle(f"{title}: risk-coverage on held-out sources. Not a medical device.",
                     fontsize=9)
     figure.tight_layout()

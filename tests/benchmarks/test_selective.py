@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from lungcnn.benchmarks.conformal import conformal_report, min_probability
 from lungcnn.benchmarks.selective import (
     choose_threshold,
+    distance_ratio,
     helps,
     risk_coverage,
     selective_report,
@@ -48,10 +49,20 @@ def test_risk_coverage_of_a_perfect_and_a_reversed_ranking():
     assert reversed_["curve"][-1] == {"coverage": 1.0, "risk": 0.5}
 
 
+def test_distance_ratio_of_unrecorded_distances():
+    far = record("Covid", "Viral Pneumonia", distance=None, flag="out_of_distribution",
+                 reason="unlike the training X-rays to the model itself: ...")
+    gated = record("Covid", "Covid", distance=None, flag="out_of_distribution", reason=GATE)
+    assert distance_ratio(far, fold([])) == np.inf  # a class with no training scans
+    assert distance_ratio(gated, fold([])) == 0.0  # no features check on this answer
+    assert distance_ratio(record("Covid", "Covid", distance=5.0), fold([])) == 0.5
+
+
 def test_threshold_keeps_the_right_flag_budget():
     right = np.array([True] * 8 + [False] * 2)
     score = np.array([0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.3, 0.4, 0.5])
-    threshold = choose_threshold([(right, score, np.zeros(10, dtype=bool))])
+    threshold = choose_threshold([(right, score, np.zeros(10, dtype=bool),
+                                   np.ones(10, dtype=bool))])
     flagged = score < threshold
     assert flagged[~right].all()  # both wrong answers caught
     assert flagged[right].mean() <= 0.25  # with at most a quarter of right ones flagged
