@@ -22,6 +22,7 @@ from lungcnn.edge.contract import CLASS_NAMES
 from lungcnn.edge.trust.temperature import apply_temperature
 
 LEVEL = 0.9  # share of covered held-out scans whose set should hold the true label
+OTHER_LEVELS = (0.8, 0.95)  # reported pooled beside it, to show the trade-off
 
 
 def has_probabilities(folds: dict[str, dict]) -> bool:
@@ -66,8 +67,14 @@ def conformal_sets(fold: dict, threshold: float) -> np.ndarray:
 
 
 def conformal_report(folds: dict[str, dict], level: float = LEVEL) -> dict:
-    """Coverage and set sizes per held-out fold (nested) and pooled, and the level fitted
-    on every fold."""
+    """Coverage and set sizes per held-out fold (nested) and pooled, the level fitted on
+    every fold, and the pooled figures at the other levels."""
+    return {**_nested(folds, level),
+            "other_levels": {str(other): _nested(folds, other)["pooled"]
+                             for other in OTHER_LEVELS}}
+
+
+def _nested(folds: dict[str, dict], level: float) -> dict:
     per_fold, pooled = {}, []
     for source, threshold in nested_levels(folds, level).items():
         sets = conformal_sets(folds[source], threshold)

@@ -69,8 +69,11 @@ def _conformal_lines(conformal: dict) -> list[str]:
              "when its calibrated probability is at least the minimum):", "",
              "| held out | min probability | covered n | coverage (covered) | coverage (all) "
              "| mean set size | singletons | empty |", "|---|---|---|---|---|---|---|---|"]
-    for source, block in {**conformal["per_fold"], "pooled": conformal["pooled"]}.items():
-        lines.append(f"| {source} | {_f(block.get('min_probability'))} | {block['covered_n']} "
+    rows = {**conformal["per_fold"], "pooled": conformal["pooled"],
+            **{f"pooled at level {float(level):.0%}": block
+               for level, block in conformal.get("other_levels", {}).items()}}
+    for name, block in rows.items():
+        lines.append(f"| {name} | {_f(block.get('min_probability'))} | {block['covered_n']} "
                      f"| {_f(block['coverage_covered'])} | {_f(block['coverage_all'])} "
                      f"| {_f(block['mean_set_size'])} | {_f(block['singletons'])} "
                      f"| {_f(block['empty'])} |")
