@@ -38,21 +38,30 @@ def bundle_model(run_dir: str | Path, to: str | Path | None = None) -> Path:
     model's folder) under the bundled names; returns the new .tflite. Raises BundleError."""
     from lungcnn.edge.api import BUNDLED_MODEL
     from lungcnn.edge.manifest import write_json_atomic
+    from lungcnn.edge.runtime import ModelError, companion_files
 
     source = Path(run_dir) / SOURCE_NAME
     target = Path(to) / BUNDLED_MODEL.name if to is not None else BUNDLED_MODEL
     manifest = _checked_manifest(source)
     manifest["model_file"] = target.name
     try:
+        companions = companion_files(source)  # contract 2: its segmenter travels with it
+    except ModelError as error:
+        raise BundleError(str(error)) from None
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as staging:
             staged = Path(staging) / target.name
             shutil.copyfile(source, staged)
             write_json_atomic(staged.with_suffix(".json"), manifest)
+            for path in companions:
+                shutil.copyfile(path, Path(staging) / path.name)
             _check_loads(staged, source)
             # The old manifest goes first: killed half-way, the new model has no manifest
             # (readers refuse it) rather than the old model's.
             target.with_suffix(".json").unlink(missing_ok=True)
+            for path in companions:
+                os.replace(Path(staging) / path.name, target.parent / path.name)
             os.replace(staged, target)
             os.replace(staged.with_suffix(".json"), target.with_suffix(".json"))
     except OSError as error:
