@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lungcnn.edge.trust.gate import REASON_PREFIX as GATE_REASON_PREFIX
+from lungcnn.edge.trust.lung_field import REASON_PREFIX as LUNG_FIELD_REASON_PREFIX
 
 MAX_RIGHT_FLAGGED = 0.25
 DISTANCE_FACTORS = tuple(np.round(np.arange(0.5, 1.001, 0.025), 3))
@@ -62,7 +63,7 @@ def flags_under(rule: Rule, fold: dict) -> tuple[np.ndarray, np.ndarray]:
     confidence = max(rule.min_confidence, fold["thresholds"]["min_confidence"] or 0.0)
     right = np.array([r["predicted"] == r["label"] for r in records], dtype=bool)
     flagged = np.array([
-        _gate_failed(r) or (r["feature_distance"] is not None and r["feature_distance"] > limit)
+        refused(r) or (r["feature_distance"] is not None and r["feature_distance"] > limit)
         or r["stable_confidence"] < confidence
         for r in records
     ], dtype=bool)
@@ -141,9 +142,12 @@ def _by_class(records: list[dict], right: np.ndarray, flagged: np.ndarray) -> di
     return report
 
 
-def _gate_failed(record: dict) -> bool:
+def refused(record: dict) -> bool:
+    """Flagged by a check no rule changes: the X-ray gate (not a chest X-ray) or the lung
+    field (contract 2: no plausible lungs, so the answer does not come from them)."""
     return (record["flag"] == "out_of_distribution"
-            and record["reason"].startswith(GATE_REASON_PREFIX))
+            and (record.get("reason") or "").startswith((GATE_REASON_PREFIX,
+                                                          LUNG_FIELD_REASON_PREFIX)))
 
 
 def _share(mask: np.ndarray) -> float | None:

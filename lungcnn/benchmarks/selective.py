@@ -12,8 +12,9 @@ and flags some of them. Figures, pooled over folds, per fold and per class/age g
 Rules that need a threshold get it nested: each fold is scored with the threshold chosen on
 the other folds' held-out answers (most wrong answers flagged with at most
 `MAX_RIGHT_FLAGGED` of the right ones). Today's rule (each fold's own `lungcnn calibrate`
-flags) is the baseline. Every rule keeps the X-ray gate: a scan that fails it is flagged and
-ranked last, because it is not a chest X-ray at all.
+flags) is the baseline. Every rule keeps the X-ray gate and the lung-field check
+(`loso_report.refused`): a scan that fails them is flagged and ranked last, because it is not
+a chest X-ray, or its answer does not come from the lungs.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from lungcnn.benchmarks.loso_report import (
     choose_rule,
     flags_under,
     ok_records,
+    refused,
     share_block,
 )
-from lungcnn.edge.trust.gate import REASON_PREFIX as GATE_REASON_PREFIX
 
 COVERAGES = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))
 
@@ -249,9 +250,7 @@ def _right(records: list[dict]) -> np.ndarray:
 
 
 def _gate(records: list[dict]) -> np.ndarray:
-    return np.array([r["flag"] == "out_of_distribution"
-                     and (r.get("reason") or "").startswith(GATE_REASON_PREFIX)
-                     for r in records], dtype=bool)
+    return np.array([refused(r) for r in records], dtype=bool)
 
 
 def _share(mask: np.ndarray) -> float | None:

@@ -19,7 +19,8 @@ def selective_lines(selective: dict, conformal: dict | None) -> list[str]:
         "over every k; lower is better), *best*: that of a perfect ranking of the same "
         "answers. Thresholds nested: each fold's from the other folds' held-out answers "
         f"(most wrong answers flagged with at most {selective['max_right_flagged']:.0%} of "
-        "right ones). Every rule keeps the X-ray gate. Today's rule is each fold's own "
+        "right ones). Every rule keeps the X-ray gate and the lung-field check. Today's rule "
+        "is each fold's own "
         "`lungcnn calibrate` flags.",
         "",
         "| rule | AURC (best) | acc all | acc accepted | wrong flagged | right flagged "
