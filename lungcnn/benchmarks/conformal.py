@@ -47,11 +47,9 @@ def min_probability(folds: list[dict], level: float = LEVEL) -> float:
     """The smallest calibrated probability a label needs to enter the set, from the covered
     held-out scans of `folds` (split conformal, finite-sample corrected)."""
     scores = np.concatenate([_true_scores(fold) for fold in folds])
-    if not len(scores):
-        raise ValueError("no covered held-out scans to calibrate the prediction sets on")
     rank = math.ceil((len(scores) + 1) * level)
     if rank > len(scores):
-        return 0.0  # too few scans for this level: every label stays in the set
+        return 0.0  # too few covered scans for this level: every label stays in the set
     return float(1.0 - np.sort(scores)[rank - 1])
 
 

@@ -118,6 +118,7 @@ def test_conformal_level_is_the_corrected_quantile_of_covered_scans():
     # (Up to the probability floor the temperature clips at.)
     assert min_probability([fold(records)], 0.9) == pytest.approx(0.1, abs=1e-3)
     assert min_probability([fold(records[:5])], 0.9) == 0.0  # too few scans: every label
+    assert min_probability([fold(records[-1:])], 0.9) == 0.0  # no covered scan at all
 
 
 def test_conformal_report_covers_each_fold_from_the_others():
