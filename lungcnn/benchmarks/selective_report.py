@@ -87,7 +87,8 @@ def _conformal_lines(conformal: dict) -> list[str]:
 
 
 def write_risk_coverage_plot(selective: dict, path: Path, title: str) -> Path:
-    """One panel pooled and one per held-out fold: risk against coverage for every rule."""
+    """One panel pooled and one per held-out fold: risk against coverage for every rule
+    (per-fold AURC in the Markdown tables)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,8 +96,10 @@ def write_risk_coverage_plot(selective: dict, path: Path, title: str) -> Path:
 
     rules = selective["rules"]
     panels = ["pooled", *next(iter(rules.values()))["per_fold"]]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
-    for axis, panel in zip(axes[0], panels):
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    for axis, panel in zip(axes.flat, panels):
         for name, rule in rules.items():
             block = rule["pooled"] if panel == "pooled" else rule["per_fold"][panel]
             curve = block["curve"]
@@ -105,7 +108,10 @@ def write_risk_coverage_plot(selective: dict, path: Path, title: str) -> Path:
                       linestyle="--" if name.startswith("today") else "-")
         axis.set(title=f"held out: {panel}", xlabel="coverage (share accepted)",
                  ylabel="error rate of accepted", ylim=(0, 1.02))
-        axis.legend(fontsize=6, title="rule (AURC)", title_fontsize=6, loc="center right")
+    axes.flat[0].legend(fontsize=6, title="rule (pooled AURC)", title_fontsize=6,
+                        loc="upper right")
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
     figure.suptitle(f"{title}: risk-coverage on held-out sources. Not a medical device.",
                     fontsize=9)
     figure.tight_layout()
