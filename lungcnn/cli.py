@@ -5,6 +5,7 @@
     lungcnn convert -> convert.cli      (python -m lungcnn.convert)
     lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
     lungcnn calibrate -> calibrate.cli (confidence calibration, abstention thresholds)
+    lungcnn loso    -> benchmarks.loso_cli (leave-one-source-out; loso-report: its report)
     lungcnn bundle  -> bundle           (a calibrated int8 model becomes the bundled model)
     lungcnn segmenter -> segmenter_cli  (the lung-field segmenter of contract v2)
 
@@ -20,7 +21,7 @@ with ctrl_c_ends_startup("lungcnn"):
 
     from lungcnn.archive.cli import classify_archive_command
     from lungcnn.benchmarks.cli import bench_command
-    from lungcnn.benchmarks.loso_cli import loso_command
+    from lungcnn.benchmarks.loso_cli import loso_command, loso_report_command
     from lungcnn.benchmarks.probe import probe_command
     from lungcnn.bundle import bundle_command
     from lungcnn.calibrate.cli import calibrate_command
@@ -43,6 +44,8 @@ _COMMANDS = (  # name, command, its line in `lungcnn --help`
                              "and trust (docs/benchmarks.md)."),
     ("calibrate", calibrate_command, "Fit calibrated confidence and abstention thresholds."),
     ("loso", loso_command, "Leave each source out in turn and classify it on the device."),
+    ("loso-report", loso_report_command, "Recompute a leave-one-source-out report, with its "
+                                         "selective-prediction figures, without training."),
     ("probe", probe_command, "Probe models' features for source and age shortcuts."),
     ("bundle", bundle_command, "Make a run's calibrated int8 model the bundled model."),
     ("segmenter", segmenter_command, "Train and convert the lung-field segmenter."),

@@ -41,6 +41,8 @@ def result_schema(class_names: tuple[str, ...]) -> pa.Schema:
     for key in ScanResult(Path()).to_dict():
         if key == "probabilities":
             fields.append(pa.field(key, pa.struct([(n, pa.float64()) for n in class_names])))
+        elif key == "prediction_set":
+            fields.append(pa.field(key, pa.list_(pa.string())))
         else:
             fields.append(pa.field(key, pa.float64() if key in _FLOAT_FIELDS else pa.string()))
     return pa.schema(fields, metadata={"notice": NOTICE})

@@ -8,7 +8,8 @@ split alike, through `lungcnn.edge.api.Classifier`: exactly what a device would 
 A held-out scan is *covered* when some remaining source has its class in its age group (an
 adult Covid scan when another source has adult Covid scans); the others, such as adult
 Normal scans when the only other Normal scans are pediatric, are *open-set* cases that the
-trust flags should catch. Folds resume: a fold whose records exist is not trained again.
+trust flags should catch. Folds resume: a fold whose records exist is not trained again
+(its held-out scans are classified again when its records lack fields added since).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from lungcnn.trainer.dataset import Sample
 from lungcnn.trainer.datasets import combine, read_dataset
 
 RECORDS = "heldout_records.json"
+# The fields of the device's record kept for each held-out scan.
+RECORD_FIELDS = ("status", "flag", "reason", "confidence", "raw_confidence",
+                 "stable_confidence", "feature_distance", "nearest_class", "probabilities",
+                 "error")
 
 
 @dataclass(frozen=True)
@@ -66,11 +71,16 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
              source: str, log: Callable[[str], None]) -> dict:
     fold_dir = config.out / source
     records_path = fold_dir / RECORDS
+    model = fold_dir / "model_int8.tflite"
     if records_path.is_file():
-        log(f"  {records_path} exists: fold reused")
-        return json.loads(records_path.read_text())
+        fold = json.loads(records_path.read_text())
+        if all(set(RECORD_FIELDS) <= set(r) for r in fold["records"]) or not model.is_file():
+            log(f"  {records_path} exists: fold reused")
+            return fold
+        log(f"  {records_path} lacks record fields: held-out scans classified again")
     recipe = replace(config.recipe, exclude_sources=(*config.recipe.exclude_sources, source))
-    _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
+    if not records_path.is_file():
+        _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
     held_out = [s for s in samples if s.source == source
                 and s.finding not in recipe.exclude_findings]
     kept = [s for s in samples if recipe.keeps(s)]
@@ -78,9 +88,8 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
         "source": source,
         "trained_on": sorted({s.source for s in kept}),
         "covered_pairs": sorted({f"{CLASS_NAMES[s.label]}/{s.age_group}" for s in kept}),
-        "thresholds": fitted_thresholds(fold_dir / "model_int8.tflite"),
-        "records": held_out_records(fold_dir / "model_int8.tflite", root, held_out, kept,
-                                    config.attention_segmenter),
+        "thresholds": fitted_thresholds(model),
+        "records": held_out_records(model, root, held_out, kept, config.attention_segmenter),
     }
     write_json_atomic(records_path, fold)
     return fold
@@ -109,20 +118,20 @@ def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],
             "age_group": sample.age_group,
             "covered": (sample.label, sample.age_group) in covered,
             "predicted": record["label"],
-            **{key: record.get(key) for key in ("status", "flag", "reason", "confidence",
-                                                "raw_confidence", "stable_confidence",
-                                                "feature_distance", "error",
-                                                "lung_share")},
+            **{key: record.get(key) for key in (*RECORD_FIELDS, "lung_share")},
         })
     return records
 
 
 def fitted_thresholds(model: Path) -> dict:
-    """The confidence and feature-distance thresholds `lungcnn calibrate` fitted."""
-    trust = Classifier(model).manifest.get("trust") or {}
+    """The temperature, confidence and feature-distance thresholds `lungcnn calibrate`
+    fitted."""
+    manifest = Classifier(model).manifest
+    trust = manifest.get("trust") or {}
     distance = trust.get("feature_distance") or {}
     return {"min_confidence": trust.get("min_confidence"),
-            "feature_distance": distance.get("threshold")}
+            "feature_distance": distance.get("threshold"),
+            "temperature": (manifest.get("calibration") or {}).get("temperature")}
 
 
 def _train_convert_calibrate(spec: ArchSpec, recipe: TrainConfig, data: Sequence[Path],

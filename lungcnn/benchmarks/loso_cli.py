@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from dataclasses import replace
@@ -11,8 +12,11 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from lungcnn.benchmarks.conformal import conformal_report, has_probabilities
 from lungcnn.benchmarks.loso import LosoConfig, run_loso
 from lungcnn.benchmarks.loso_report import MAX_RIGHT_FLAGGED, loso_report
+from lungcnn.benchmarks.selective import WITH_SETS, helps, selective_report
+from lungcnn.benchmarks.selective_report import selective_lines, write_risk_coverage_plot
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.errors import NOTICE, fail
 from lungcnn.trainer.architectures import ARCHITECTURES
@@ -49,8 +53,8 @@ def loso_command(
 ) -> None:
     """Train without each source in turn and classify that source on the device path.
 
-    Writes OUT/NAME.json and OUT/NAME.md. Exit codes: 0 done; 2 usage error (unknown
-    architecture or source, unreadable dataset)."""
+    Writes OUT/NAME.json, OUT/NAME.md and the risk-coverage plot OUT/NAME_risk_coverage.png.
+    Exit codes: 0 done; 2 usage error (unknown architecture or source, unreadable dataset)."""
     if arch not in ARCHITECTURES:
         _fail(f"unknown architecture {arch!r}; one of {', '.join(ARCHITECTURES)}")
     spec = ARCHITECTURES[arch]
@@ -66,12 +70,45 @@ def loso_command(
         result = run_loso(config, spec, log=lambda line: typer.echo(line, err=True))
     except (DatasetError, ValueError) as error:
         _fail(str(error))
-    result["report"] = loso_report(result)
     result["command"] = "lungcnn " + shlex.join(["loso", *sys.argv[2:]])
+    typer.echo(write_results(result, out, name))
+
+
+def loso_report_command(
+    results: Annotated[Path, typer.Argument(
+        metavar="RESULTS.json", help="A `lungcnn loso` results file; rewritten in place.")],
+) -> None:
+    """Recompute the report of a `lungcnn loso` results file from its held-out records.
+
+    Rewrites RESULTS.json, its .md and its _risk_coverage.png beside it; trains nothing.
+    Exit codes: 0 done; 2 unreadable or not a `lungcnn loso` results file."""
+    try:
+        result = json.loads(results.read_text())
+        if not isinstance(result, dict) or not isinstance(result.get("folds"), dict):
+            raise ValueError("no folds")
+        typer.echo(write_results(result, results.parent, results.stem))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        _fail(f"{results}: not a readable lungcnn loso results file ({error})")
+
+
+def write_results(result: dict, out: Path, name: str) -> str:
+    """Compute the report of `result`, write OUT/NAME.json, .md and the plot; the Markdown."""
+    folds = result["folds"]
+    result["report"] = loso_report(result)
+    result["selective"] = selective_report(result) if len(folds) > 1 else None
+    result["conformal"] = (conformal_report(folds)
+                           if len(folds) > 1 and has_probabilities(folds) else None)
+    if result["conformal"]:  # on the device only when nested LOSO says it helps
+        result["conformal"]["kept"] = helps(result["selective"], WITH_SETS)
+    result["report_command"] = f"lungcnn loso-report {out / name}.json"
     out.mkdir(parents=True, exist_ok=True)
+    if result["selective"]:
+        write_risk_coverage_plot(result["selective"], out / f"{name}_risk_coverage.png",
+                                 result["arch"])
     write_json_atomic(out / f"{name}.json", result)
-    (out / f"{name}.md").write_text(format_markdown(result))
-    typer.echo(format_markdown(result))
+    markdown = format_markdown(result)
+    (out / f"{name}.md").write_text(markdown)
+    return markdown
 
 
 def format_markdown(result: dict) -> str:
@@ -79,7 +116,8 @@ def format_markdown(result: dict) -> str:
     lines = [
         f"# Leave-one-source-out: {result['arch']}",
         "",
-        f"Regenerate: `{result['command']}`",
+        f"Regenerate: `{result['command']}` (resumes the fold runs); the report alone, "
+        f"from the held-out records: `{result.get('report_command', '')}`",
         "",
         "Each row: trained on every other source, then every scan of the held-out source "
         "classified by the int8 model on the device path (`lungcnn.edge.api.Classifier`), "
@@ -111,6 +149,10 @@ def format_markdown(result: dict) -> str:
     if nested:
         lines += _nested_lines(nested)
     lines += _attention_lines(result)
+    if result.get("selective"):
+        lines += selective_lines(result["selective"], result.get("conformal"))
+        lines += ["", f"![risk-coverage]({Path(result['report_command'].split()[-1]).stem}"
+                  "_risk_coverage.png)"]
     lines += ["", NOTICE, ""]
     return "\n".join(lines)
 

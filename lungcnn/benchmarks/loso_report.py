@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lungcnn.edge.trust.gate import REASON_PREFIX as GATE_REASON_PREFIX
+from lungcnn.edge.trust.lung_field import REASON_PREFIX as LUNG_FIELD_REASON_PREFIX
 
 MAX_RIGHT_FLAGGED = 0.25
 DISTANCE_FACTORS = tuple(np.round(np.arange(0.5, 1.001, 0.025), 3))
@@ -34,30 +35,35 @@ class Rule:
                 "min_confidence": float(self.min_confidence)}
 
 
+def ok_records(fold: dict) -> list[dict]:
+    """The fold's held-out records the device answered (not the files it could not read)."""
+    return [r for r in fold["records"] if r["status"] == "ok"]
+
+
 def fold_summary(fold: dict) -> dict:
     """Accuracy (covered scans) and flag rates of one fold's device answers."""
-    records = [r for r in fold["records"] if r["status"] == "ok"]
+    records = ok_records(fold)
     right = np.array([r["predicted"] == r["label"] for r in records], dtype=bool)
     flagged = np.array([r["flag"] != "ok" for r in records], dtype=bool)
     covered = np.array([r["covered"] for r in records], dtype=bool)
     return {
         "n": len(records),
         "failed": len(fold["records"]) - len(records),
-        "covered": _share_block(right[covered], flagged[covered]),
-        "open_set": _share_block(right[~covered], flagged[~covered]),
-        "all": _share_block(right, flagged),
+        "covered": share_block(right[covered], flagged[covered]),
+        "open_set": share_block(right[~covered], flagged[~covered]),
+        "all": share_block(right, flagged),
         "by_class": _by_class(records, right, flagged),
     }
 
 
 def flags_under(rule: Rule, fold: dict) -> tuple[np.ndarray, np.ndarray]:
     """(right, flagged) of a fold's ok records under `rule`."""
-    records = [r for r in fold["records"] if r["status"] == "ok"]
+    records = ok_records(fold)
     limit = (fold["thresholds"]["feature_distance"] or np.inf) * rule.distance_factor
     confidence = max(rule.min_confidence, fold["thresholds"]["min_confidence"] or 0.0)
     right = np.array([r["predicted"] == r["label"] for r in records], dtype=bool)
     flagged = np.array([
-        _gate_failed(r) or (r["feature_distance"] is not None and r["feature_distance"] > limit)
+        refused(r) or (r["feature_distance"] is not None and r["feature_distance"] > limit)
         or r["stable_confidence"] < confidence
         for r in records
     ], dtype=bool)
@@ -87,10 +93,10 @@ def nested_trust(folds: dict[str, dict]) -> dict:
     for source, fold in folds.items():
         rule = choose_rule([f for s, f in folds.items() if s != source])
         right, flagged = flags_under(rule, fold)
-        per_fold[source] = {"rule": rule.to_json(), **_share_block(right, flagged)}
+        per_fold[source] = {"rule": rule.to_json(), **share_block(right, flagged)}
         rights.append(right)
         flags.append(flagged)
-    pooled = _share_block(np.concatenate(rights), np.concatenate(flags))
+    pooled = share_block(np.concatenate(rights), np.concatenate(flags))
     return {"per_fold": per_fold, "pooled": pooled,
             "rule_on_all_folds": choose_rule(list(folds.values())).to_json()}
 
@@ -110,7 +116,7 @@ def _pooled(rule: Rule, folds: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
 
 
-def _share_block(right: np.ndarray, flagged: np.ndarray) -> dict:
+def share_block(right: np.ndarray, flagged: np.ndarray) -> dict:
     """Accuracy of all and of accepted answers, and the flag rates of right and wrong."""
     accepted = ~flagged
     return {
@@ -130,15 +136,18 @@ def _by_class(records: list[dict], right: np.ndarray, flagged: np.ndarray) -> di
         rows = np.array([(r["label"], r["age_group"]) == key for r in records], dtype=bool)
         predicted = [r["predicted"] for r, row in zip(records, rows) if row]
         report["/".join(key)] = {
-            **_share_block(right[rows], flagged[rows]),
+            **share_block(right[rows], flagged[rows]),
             "predicted": {name: predicted.count(name) for name in sorted(set(predicted))},
         }
     return report
 
 
-def _gate_failed(record: dict) -> bool:
+def refused(record: dict) -> bool:
+    """Flagged by a check no rule changes: the X-ray gate (not a chest X-ray) or the lung
+    field (contract 2: no plausible lungs, so the answer does not come from them)."""
     return (record["flag"] == "out_of_distribution"
-            and record["reason"].startswith(GATE_REASON_PREFIX))
+            and (record.get("reason") or "").startswith((GATE_REASON_PREFIX,
+                                                          LUNG_FIELD_REASON_PREFIX)))
 
 
 def _share(mask: np.ndarray) -> float | None:

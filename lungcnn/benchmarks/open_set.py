@@ -82,7 +82,7 @@ def held_out_class(spec, config, data_dir: Path, scans: list[Sample], label: int
     split = {"train": [s.rel_path for s in train], "val": [s.rel_path for s in val]}
     calibration, trust = calibrate_model(model, data_dir, split)
     settings = TrustSettings.from_manifest({"calibration": calibration, "trust": trust},
-                                           len(CLASS_NAMES))
+                                           CLASS_NAMES)
 
     def assessed(samples: list[Sample]) -> dict:
         scans = (decode_scan(data_dir / s.rel_path) for s in samples)

@@ -41,12 +41,18 @@ def trust_section(result: dict) -> list[str]:
     coverages = [row["coverage"] for row in trusted[0][1]["trust"]["test"]["risk_coverage"]]
     lines += ["Risk-coverage on test: accuracy of the given share of scans the model is most "
               "stable on (calibrated confidence averaged over the scan and its re-acquired "
-              "copies).", ""]
-    lines += markdown_table(["run", "variant", *(f"{c:.0%}" for c in coverages)], [
+              "copies); AURC: mean error rate of the most stable k scans over every k (lower "
+              "is better; held-out sources: `lungcnn loso`).", ""]
+    lines += markdown_table(["run", "variant", *(f"{c:.0%}" for c in coverages), "AURC"], [
         [*row_label(run, variant),
-         *(percent(row["accuracy"]) for row in variant["trust"]["test"]["risk_coverage"])]
+         *(percent(row["accuracy"]) for row in variant["trust"]["test"]["risk_coverage"]),
+         _aurc(variant["trust"]["test"].get("aurc"))]
         for run, variant in trusted])
     return lines + _shift_proxy_table(trusted)
+
+
+def _aurc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _shift_proxy_table(trusted: list[tuple[dict, dict]]) -> list[str]:

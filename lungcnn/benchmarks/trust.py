@@ -3,8 +3,8 @@
 For one .tflite model whose manifest carries "calibration" and "trust" (`lungcnn calibrate`,
 which the benchmark runs first when they are missing), on the benchmark's own test set:
   - accuracy overall, abstain rate, accuracy of accepted scans, share of wrong answers
-    flagged, risk-coverage (accuracy of the most stable scans vs share accepted), on the
-    test scans and on their leak-free subset;
+    flagged, risk-coverage (accuracy of the most stable scans vs share accepted) and its
+    area (AURC, `benchmarks.selective`), on the test scans and on their leak-free subset;
   - acquisition-shift proxies: the test scans downscaled to 128 px and re-encoded as JPEG
     quality 30, and each change of `edge.acquisition.ACQUISITION_CHANGES`: same numbers;
   - non-X-ray images (`benchmarks.ood_images`): share refused as out_of_distribution;
@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from lungcnn.benchmarks.config import HEATMAP_CALLS
+from lungcnn.benchmarks.selective import risk_coverage as selective_risk
 from lungcnn.benchmarks.testset import TestSet
 from lungcnn.benchmarks.timing import distribution_ms, time_calls
 from lungcnn.calibrate.temperature import expected_calibration_error
@@ -100,6 +101,7 @@ def summarize(assessments: list, labels: np.ndarray) -> dict:
         "n_wrong": int(wrong.sum()),
         "n_wrong_flagged": int((~accepted[wrong]).sum()),
         "risk_coverage": risk_coverage(correct, [a.stability for a in assessments]),
+        "aurc": selective_risk(correct, np.array([a.stability for a in assessments]))["aurc"],
     }
 
 

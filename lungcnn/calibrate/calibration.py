@@ -72,7 +72,7 @@ def _val_flags(model: Model, val: list, seen: scans.Outputs, calibration: dict,
                trust: dict) -> dict[str, float]:
     """Share of validation scans per flag, judged as the device judges them."""
     settings = TrustSettings.from_manifest({"calibration": calibration, "trust": trust},
-                                           len(model.class_names))
+                                           tuple(model.class_names))
     flags = np.array([
         judge(evidence_of(model_input, colour, seen.probabilities[i],
                           seen.variant_names,

@@ -51,8 +51,12 @@ def calibrate_command(
             trust = apply_rule(model_path, rule)
             threshold = (trust.get("feature_distance") or {}).get("threshold")
             limit = "none" if threshold is None else f"{threshold:.2f}"
+            sets = trust.get("prediction_set")
+            kept = (f"labels with calibrated probability >= {sets['min_probability']:.3f}"
+                    if sets else "none")
             typer.echo(f"{model_path.name}: held-out-source rule applied (it replaces the "
                        f"validation limits above in the manifest): min confidence "
-                       f"{trust['min_confidence']:.3f}, feature distance <= {limit}")
+                       f"{trust['min_confidence']:.3f}, feature distance <= {limit}, "
+                       f"prediction set: {kept}")
     except (ManifestError, ScanError, KeyError, ValueError, OSError) as error:
         fail(f"{run_dir}: {error}", EXIT_ERROR, prog="lungcnn calibrate")

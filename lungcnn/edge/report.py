@@ -140,6 +140,8 @@ class CsvWriter:
         for key, value in record.items():
             if key == "probabilities":
                 row.update({name: (value or {}).get(name) for name in self._class_names})
+            elif isinstance(value, list):  # the prediction set's labels
+                row[key] = "; ".join(value)
             else:
                 row[key] = value
         return {printable(key): _cell(value) for key, value in row.items()}

@@ -125,13 +125,14 @@ def _assert_sane_summary(summary: dict) -> None:
     coverages = [row["coverage"] for row in summary["risk_coverage"]]
     assert coverages[0] == 1.0 and coverages == sorted(coverages, reverse=True)
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in summary["risk_coverage"])
+    assert 0.0 <= summary["aurc"] <= 1.0
 
 
 def test_bench_markdown_has_the_trust_section(bench_output):
     _, out, payload = bench_output
     text = (out / "smoke.md").read_text()
     trust = text[text.index("## Trust"):]
-    assert "train/validation files only" in trust and "| 100% | 95% |" in trust
+    assert "train/validation files only" in trust and "| 100% | 95% |" in trust and "AURC" in trust
     for proxy in QUICK_TRUST_PROXIES:
         assert f"| {proxy} |" in trust
     for variant in _variants(payload):

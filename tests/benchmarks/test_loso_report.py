@@ -67,3 +67,10 @@ def test_chosen_rule_respects_the_right_flag_budget_and_nesting():
     nested = nested_trust(folds)
     assert set(nested["per_fold"]) == {"a", "b"}
     assert nested["pooled"]["n"] == 40 and nested["pooled"]["wrong_flagged"] == pytest.approx(1.0)
+
+
+def test_a_rule_keeps_the_lung_field_flags():
+    lungs = record("Covid", "Normal", flag="out_of_distribution",
+                   reason="no plausible lung fields (too small): classified on the whole scan")
+    _, flagged = flags_under(Rule(1.0, 0.0), fold([lungs, record("Covid", "Covid")]))
+    assert flagged.tolist() == [True, False]

@@ -91,7 +91,9 @@ def test_csv_has_a_header_and_the_notice_on_every_row(int8_model, scan_files):
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     class_names = read_manifest(int8_model)["class_names"]
     header = ["file", "status", "label", "confidence", "raw_confidence", *class_names, "flag",
-              "reason", "stable_confidence", "feature_distance", "error", "notice"]
+              "reason", "stable_confidence", "feature_distance", "nearest_class",
+              "prediction_set", "error",
+              "notice"]
     assert list(rows[0]) == header
     assert [row["status"] for row in rows] == ["ok", "ok", "error"]
     assert rows[2]["error"] == "no such file" and rows[2]["label"] == ""

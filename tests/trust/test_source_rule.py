@@ -58,3 +58,19 @@ def test_bad_rules_and_uncalibrated_models_are_refused(tmp_path, calibrated_int8
     model.with_suffix(".json").write_text(json.dumps(manifest))
     with pytest.raises(ManifestError, match="calibrate the model"):
         apply_rule(model, read_rule(loso_results(tmp_path)))
+
+
+def test_a_kept_prediction_set_is_written_and_a_dropped_one_removed(calibrated_int8, tmp_path):
+    model = tmp_path / calibrated_int8.name
+    shutil.copy2(calibrated_int8, model)
+    shutil.copy2(calibrated_int8.with_suffix(".json"), model.with_suffix(".json"))
+    results = loso_results(tmp_path)
+    result = json.loads(results.read_text())
+    result["conformal"] = {"kept": True, "level": 0.9, "min_probability_all_folds": 0.2}
+    results.write_text(json.dumps(result))
+    trust = apply_rule(model, read_rule(results))
+    assert trust["prediction_set"] == {"min_probability": 0.2, "level": 0.9}
+    assert Classifier(model).runtime.trust_settings.of("prediction_set").min_probability == 0.2
+    result["conformal"]["kept"] = False
+    results.write_text(json.dumps(result))
+    assert "prediction_set" not in apply_rule(model, read_rule(results))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -183,6 +184,10 @@ def test_far_features_are_out_of_distribution(toy_model):
     assert near.label == far.label == 0
     assert near.flag == FLAG_OK and near.to_record()["feature_distance"] == pytest.approx(1.0)
     assert far.flag == FLAG_OUT_OF_DISTRIBUTION and "feature" in far.reason
+    # Without class names (settings built by hand) the nearest class is given by its label.
+    assert near.nearest_class == "0" and far.to_record()["nearest_class"] == "1"
+    named = _settings(feature_distance=replace(_unit_distance(3.0), class_names=("C", "N", "V")))
+    assert assess(toy_model(ALL, features=features([3.0, 0.0])), scan, named).nearest_class == "N"
     with pytest.raises(ValueError, match="features output"):
         assess(toy_model(ALL), scan, settings)
 
@@ -192,6 +197,7 @@ def test_a_nan_feature_distance_is_never_ok(toy_model):
     scan = np.full((64, 64), 220, dtype=np.uint8)
     nan = assess(toy_model(ALL, features=lambda b: np.full((len(b), 2), np.nan)), scan, settings)
     assert nan.flag == FLAG_OUT_OF_DISTRIBUTION and nan.to_record()["feature_distance"] is None
+    assert nan.nearest_class is None
 
 
 _GOOD_SECTION = {"center": [0.0, 0.0], "projection": [[1.0], [0.0]], "classes": [0],

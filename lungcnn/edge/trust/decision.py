@@ -19,7 +19,7 @@ from lungcnn.edge.trust.temperature import apply_temperature
 
 # The fields of `Assessment.to_record`, in order: what a result line gains from trust.
 TRUST_FIELDS = ("flag", "reason", "calibrated_confidence", "stable_confidence",
-                "feature_distance")
+                "feature_distance", "nearest_class", "prediction_set")
 _PASSED = "passed the X-ray gate; confident and stable under re-acquisition"
 _UNFITTED = "no calibration or X-ray gate in the model manifest: only stability checked"
 
@@ -36,13 +36,16 @@ class Assessment:
     variant_labels: dict[str, int]
     features: dict[str, float]  # the gate's image statistics
     feature_distance: float | None = None
+    nearest_class: str | None = None  # the class whose training features are nearest
+    prediction_set: tuple[str, ...] | None = None  # None: no calibrated prediction set
     model_input: np.ndarray | None = field(default=None, repr=False)
     lung_field: LungField | None = None  # what the model input was cropped to (contract 2)
 
     def to_record(self) -> dict:
         """Flat fields for a result line (JSON or CSV): the flag, its reason, the
-        calibrated confidence of the label (also averaged over the re-acquired variants) and
-        the distance to the training scans in feature space (None without that check)."""
+        calibrated confidence of the label (also averaged over the re-acquired variants), the
+        distance to the training scans in feature space, the class whose training scans are
+        nearest there, and the labels of the prediction set (None without that check)."""
         distance = self.feature_distance
         return {
             "flag": self.flag,
@@ -51,6 +54,8 @@ class Assessment:
             "stable_confidence": round(self.stability, 4),
             "feature_distance": (None if distance is None or not np.isfinite(distance)
                                  else round(distance, 3)),
+            "nearest_class": self.nearest_class,
+            "prediction_set": None if self.prediction_set is None else list(self.prediction_set),
         }
 
 
@@ -105,6 +110,9 @@ def judge(evidence: Evidence, settings: TrustSettings) -> Assessment:
         variant_labels=values.get("variant_labels", {}),
         features=values.get("features", {}),
         feature_distance=values.get("feature_distance"),
+        nearest_class=values.get("nearest_class"),
+        prediction_set=(tuple(values["prediction_set"]) if "prediction_set" in values
+                        else None),
         model_input=evidence.model_input,
         lung_field=evidence.lung_field,
     )

@@ -7,7 +7,7 @@ for a model converted with a features output."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,7 +31,8 @@ class FeatureDistance:
     each class with its own covariance, in the subspace of the training features' main
     directions: z = P^T (f - center); distance = |W_c (z - mean_c)| for the predicted class c.
     `threshold` is the largest distance a scan may have and still be trusted; a class with no
-    training scans has no distribution, so every scan predicted as it is out of it."""
+    training scans has no distribution, so every scan predicted as it is out of it.
+    `class_names` (the model's) name the class whose training scans are nearest."""
 
     center: np.ndarray  # (dim,)
     projection: np.ndarray  # (dim, k)
@@ -39,6 +40,7 @@ class FeatureDistance:
     class_means: np.ndarray  # (len(classes), k)
     class_whitening: np.ndarray  # (len(classes), k, k), each symmetric positive-definite
     threshold: float
+    class_names: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, fields: dict, classes: int | None = None) -> FeatureDistance:
@@ -72,11 +74,14 @@ class FeatureDistance:
         return int(self.center.shape[0])
 
     def distance(self, features: np.ndarray, label: int) -> float:
-        if label not in self.classes:
-            return float("inf")
-        index = self.classes.index(label)
+        return self.distances(features).get(label, float("inf"))
+
+    def distances(self, features: np.ndarray) -> dict[int, float]:
+        """The distance to the training scans of every class that had some, by label."""
         z = (np.asarray(features, dtype=np.float64) - self.center) @ self.projection
-        return float(np.linalg.norm(self.class_whitening[index] @ (z - self.class_means[index])))
+        return {label: float(np.linalg.norm(whitening @ (z - mean)))
+                for label, mean, whitening in zip(self.classes, self.class_means,
+                                                  self.class_whitening)}
 
 
 def _labels(values, classes: int | None) -> tuple[int, ...]:
@@ -99,24 +104,37 @@ def _check_positive_definite(matrix: np.ndarray, name: str) -> None:
 
 
 def feature_distance_settings(calibration: dict, trust: dict,
-                              classes: int) -> FeatureDistance | None:
+                              class_names: tuple[str, ...]) -> FeatureDistance | None:
     fields = trust.get("feature_distance") if trust else None
     if fields is None:
         return None
-    return FeatureDistance.from_json(fields, classes)
+    return replace(FeatureDistance.from_json(fields, len(class_names) or None),
+                   class_names=tuple(class_names))
 
 
 def check(evidence: Evidence, settings: FeatureDistance) -> Verdict:
     if evidence.features is None:
         raise ValueError("the settings check the feature distance, but the model has no "
                          "features output")
-    distance = settings.distance(evidence.features, evidence.label)
+    distances = settings.distances(evidence.features)
+    distance = distances.get(evidence.label, float("inf"))
+    values = {"feature_distance": distance, "nearest_class": _nearest(distances, settings)}
     if distance <= settings.threshold:
-        return Verdict({"feature_distance": distance})
-    return Verdict({"feature_distance": distance},
+        return Verdict(values)
+    return Verdict(values,
                    "unlike the training X-rays to the model itself: its features are far from "
                    "those of the training scans of the class it predicts (distance "
                    f"{distance:.1f} > {settings.threshold:.1f})")
+
+
+def _nearest(distances: dict[int, float], settings: FeatureDistance) -> str | None:
+    """The class whose training scans are nearest (None when no distance is finite)."""
+    finite = {label: d for label, d in distances.items() if np.isfinite(d)}
+    if not finite:
+        return None
+    label = min(finite, key=finite.get)
+    names = settings.class_names
+    return names[label] if label < len(names) else str(label)
 
 
 SIGNAL = Signal("feature_distance", FLAG_OUT_OF_DISTRIBUTION, feature_distance_settings, check)

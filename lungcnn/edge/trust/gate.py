@@ -48,7 +48,8 @@ class GateSettings:
     template: np.ndarray  # (TEMPLATE_SIDE, TEMPLATE_SIDE) mean training scan
 
 
-def gate_settings(calibration: dict, trust: dict, classes: int) -> GateSettings | None:
+def gate_settings(calibration: dict, trust: dict,
+                  class_names: tuple[str, ...]) -> GateSettings | None:
     """The gate of a fitted trust section: every statistic bounded, the template given."""
     if not trust:
         return None

@@ -14,7 +14,7 @@ from lungcnn.edge.trust.signal import FLAG_OUT_OF_DISTRIBUTION, Evidence, Signal
 REASON_PREFIX = "no plausible lung fields"
 
 
-def _settings(calibration: dict, trust: dict, classes: int | None) -> bool:
+def _settings(calibration: dict, trust: dict, class_names: tuple[str, ...]) -> bool:
     return True
 
 

@@ -28,9 +28,10 @@ class TrustSettings:
     fitted: bool = False
 
     @classmethod
-    def from_manifest(cls, manifest: dict, classes: int | None = None) -> TrustSettings:
+    def from_manifest(cls, manifest: dict,
+                      class_names: tuple[str, ...] | None = None) -> TrustSettings:
         """The manifest's calibration and trust sections (ManifestError when unusable);
-        `classes` defaults to the manifest's class count."""
+        `class_names` defaults to the manifest's."""
         if not isinstance(manifest, dict):
             raise ManifestError("manifest must be an object")
         calibration, trust = section(manifest, "calibration"), section(manifest, "trust")
@@ -39,12 +40,12 @@ class TrustSettings:
         if trust and not calibration:
             raise ManifestError("trust section without the calibration section it was "
                                 "fitted with")
-        if classes is None:
-            classes = len(manifest.get("class_names") or ()) or None
+        if class_names is None:
+            class_names = tuple(manifest.get("class_names") or ())
         temperature = temperature_of(calibration)
         signals = {}
         for signal in SIGNALS:
-            settings = signal.settings(calibration, trust, classes)
+            settings = signal.settings(calibration, trust, class_names)
             if settings is not None:
                 signals[signal.name] = settings
         return cls(temperature, signals, fitted=bool(trust))

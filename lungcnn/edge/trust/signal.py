@@ -50,8 +50,9 @@ class Verdict:
 class Signal:
     name: str
     flag: str  # raised when the scan fails this signal
-    # (calibration section, trust section, class count) -> its settings; None = not fitted
-    settings: Callable[[dict, dict, int], object | None]
+    # (calibration section, trust section, the model's class names) -> its settings;
+    # None = not fitted
+    settings: Callable[[dict, dict, tuple[str, ...]], object | None]
     check: Callable[[Evidence, object], Verdict]
 
 

@@ -19,7 +19,8 @@ class StabilitySettings:
     check_variants: bool = True  # also run the re-acquisitions, not only the scan
 
 
-def stability_settings(calibration: dict, trust: dict, classes: int) -> StabilitySettings:
+def stability_settings(calibration: dict, trust: dict,
+                       class_names: tuple[str, ...]) -> StabilitySettings:
     """A fitted trust section's threshold; a model without one is still checked for stability
     (threshold 0: the confidence is reported, nothing is flagged)."""
     if not trust:
