@@ -103,13 +103,22 @@ def site_features(classifier: Classifier, scans: Sequence[SiteScan],
                   progress: Callable[[int], None] = lambda done: None) -> np.ndarray:
     """The model's features of each scan, (scans, dim); the first scan that cannot be read
     raises SiteError naming it."""
+    return site_outputs(classifier, scans, progress)[1]
+
+
+def site_outputs(classifier: Classifier, scans: Sequence[SiteScan],
+                 progress: Callable[[int], None] = lambda done: None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probabilities (scans, classes) and features (scans, dim) of each scan,
+    one scan at a time; the first scan that cannot be read raises SiteError naming it."""
     rows = []
     for done, scan in enumerate(scans, start=1):
         try:
             gray = classifier.decode(scan.path).gray
         except ScanError as error:
             raise SiteError(f"{scan.path}: {error}") from None
-        _, features = classifier.runtime.run(model_input(classifier, gray)[None])
-        rows.append(features[0])
+        probabilities, features = classifier.runtime.run(model_input(classifier, gray)[None])
+        rows.append((probabilities[0], features[0]))
         progress(done)
-    return np.stack(rows).astype(np.float64)
+    return (np.stack([p for p, _ in rows]).astype(np.float64),
+            np.stack([f for _, f in rows]).astype(np.float64))

@@ -4,7 +4,10 @@ refusal (one line, exit code 2, nothing written)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +153,24 @@ def test_an_unwritable_out_is_refused(adaptable_model, site_dir, tmp_path):
     (tmp_path / "file").write_text("")
     refused(run("adapt", "--data", site_dir, "--out", tmp_path / "file", "--model",
                 adaptable_model), "cannot write the adapted model")
+
+
+def test_adapt_and_validate_never_import_tensorflow(adaptable_model, site_dir, tmp_path):
+    code = (
+        "import sys\n"
+        "from lungcnn.edge.cli import main\n"
+        "for command, out in (('adapt', 'model'), ('validate', 'report')):\n"
+        "    try:\n"
+        f"        main([command, '--data', {str(site_dir)!r}, '--model', "
+        f"{str(adaptable_model)!r}, '--out', {str(tmp_path)!r} + '/' + out])\n"
+        "    except SystemExit as done:\n"
+        "        assert done.code in (0, 1), done.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / "model" / adaptable_model.name).is_file()
+    assert (tmp_path / "report" / "report.md").is_file()
