@@ -2,7 +2,9 @@
 refitted (`edge.head`) on the site's features together with the stored features of the
 original training scans (`edge.replay`: feature replay, so the training sources are not
 forgotten), the site's scans up-weighted. Then the temperature and the confidence threshold,
-which depend on the head, are refitted on out-of-fold predictions. Only numpy.
+which depend on the head, are refitted on out-of-fold predictions, and the feature distance
+gains one mode per class of the site's scans (so the site's scans are not all "unlike the
+training scans"). Only numpy.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lungcnn.edge.head import Head, fit_head
+from lungcnn.edge.head import Head, fit_head, significant
+from lungcnn.edge.trust.feature_distance import FeatureDistance, mode_whitening
 from lungcnn.edge.trust.stability import CONFIDENCE_ABSTAIN_BUDGET
 from lungcnn.edge.trust.temperature import apply_temperature, fit_temperature
 
@@ -73,6 +76,21 @@ def fit_adaptation(replay_features: np.ndarray, replay_labels: np.ndarray,
     return Adaptation(head, temperature, round(float(minimum), 4),
                       {"site": float(right[is_site].mean()),
                        "replay": float(right[~is_site].mean())})
+
+
+def with_site_modes(section: dict, site_features: np.ndarray, site_labels: np.ndarray) -> dict:
+    """The manifest's feature-distance section with one more mode per class of the site's
+    scans, in the same subspace (the threshold is kept: distances are in the same units)."""
+    distance = FeatureDistance.from_json(section)
+    classes = [int(c) for c in np.unique(site_labels)]
+    means, whitening = mode_whitening((site_features - distance.center) @ distance.projection,
+                                      site_labels, classes)
+    return {**section,
+            "classes": [*distance.classes, *classes],
+            "class_means": significant(np.concatenate([distance.class_means, means])),
+            "class_whitening": significant(np.concatenate([distance.class_whitening,
+                                                           whitening])),
+            "site_modes": classes}
 
 
 def sample_weights(labels: np.ndarray, is_site: np.ndarray, site_share: float) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The adapted model on disk: a copy of the base .tflite (the network is frozen, so the file
 is unchanged), its replay features, and a new manifest carrying the refitted head, the new
 temperature and thresholds, and what they were fitted on ("adaptation": the base model's
-hashes, the site's scans per class). Written so that a reader never finds a partly written
+hashes, the site's scans per class), with the site's modes added to the feature distance.
+Written so that a reader never finds a partly written
 model: everything is staged and checked beside the target, the manifest goes last."""
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lungcnn.edge.adapt import RULE, Adaptation, AdaptSettings
+import numpy as np
+
+from lungcnn.edge.adapt import RULE, Adaptation, AdaptSettings, with_site_modes
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.manifest import manifest_path, sha256_file, write_json_atomic
 from lungcnn.edge.replay import replay_path
 from lungcnn.edge.runtime import ModelError
 
 
-def adapted_manifest(base: Classifier, adaptation: Adaptation, site_counts: dict[str, int],
-                     replay_scans: int, settings: AdaptSettings) -> dict:
-    """The base manifest with the head, calibration and trust of `adaptation`."""
+def adapted_manifest(base: Classifier, adaptation: Adaptation,
+                     site: tuple[np.ndarray, np.ndarray], replay_scans: int,
+                     settings: AdaptSettings) -> dict:
+    """The base manifest with the head, calibration and trust of `adaptation`; `site`: the
+    site's (features, labels)."""
     manifest = copy.deepcopy(base.manifest)
     calibration = dict(manifest.get("calibration") or {})
     calibration.update({"method": "temperature on log-probabilities of the adapted head, "
@@ -33,6 +38,8 @@ def adapted_manifest(base: Classifier, adaptation: Adaptation, site_counts: dict
         trust.update({"validation_min_confidence": adaptation.min_confidence,
                       "min_confidence": max(adaptation.min_confidence, rule_minimum)})
         trust.pop("val_flags", None)  # measured with the base model's head
+        if "feature_distance" in trust:
+            trust["feature_distance"] = with_site_modes(trust["feature_distance"], *site)
         manifest["trust"] = trust
     manifest.update({
         "head": adaptation.head.to_json(),
@@ -41,7 +48,8 @@ def adapted_manifest(base: Classifier, adaptation: Adaptation, site_counts: dict
             "base_model": {"file": base.model_path.name,
                            "tflite_sha256": sha256_file(base.model_path),
                            "manifest_sha256": sha256_file(manifest_path(base.model_path))},
-            "site_scans": site_counts,
+            "site_scans": {name: int((site[1] == label).sum())
+                           for label, name in enumerate(base.class_names)},
             "replay_scans": replay_scans,
             "settings": {"site_share": settings.site_share, "l2": settings.l2,
                          "folds": settings.folds},

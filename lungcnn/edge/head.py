@@ -54,7 +54,7 @@ class Head:
 
     def to_json(self) -> dict:
         return {"method": HEAD_METHOD,
-                **{key: _significant(getattr(self, key))
+                **{key: significant(getattr(self, key))
                    for key in ("mean", "scale", "weights", "bias")}}
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -135,5 +135,6 @@ def _loss(design: np.ndarray, targets: np.ndarray, weights: np.ndarray, penalty:
     return float(cross_entropy + 0.5 * (penalty[:, None] * params**2).sum())
 
 
-def _significant(values: np.ndarray, digits: int = 9) -> list | float:
+def significant(values: np.ndarray, digits: int = 9) -> list | float:
+    """Nested lists of floats with `digits` significant digits, for a manifest."""
     return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(values).tolist()

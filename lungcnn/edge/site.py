@@ -52,12 +52,6 @@ def read_site(site: str | Path, class_names: Sequence[str]) -> list[SiteScan]:
     return scans
 
 
-def class_counts(scans: Sequence[SiteScan], class_names: Sequence[str]) -> dict[str, int]:
-    """Scans per class, for every class of the model (0 for a class the site lacks)."""
-    labels = [scan.label for scan in scans]
-    return {name: labels.count(index) for index, name in enumerate(class_names)}
-
-
 def _from_folders(site: Path, class_names: Sequence[str]) -> list[SiteScan]:
     folders = sorted(p for p in site.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [p.name for p in folders if p.name not in class_names]

@@ -28,7 +28,7 @@ from lungcnn.edge.manifest import sha256_file
 from lungcnn.edge.replay import ReplayError, read_replay
 from lungcnn.edge.report import Progress
 from lungcnn.edge.runtime import ModelError
-from lungcnn.edge.site import SiteError, SiteScan, class_counts, read_site, site_features
+from lungcnn.edge.site import SiteError, SiteScan, read_site, site_features
 from lungcnn.edge.site_report import write_site_report
 from lungcnn.edge.validate import Outcome, site_report
 
@@ -148,8 +148,8 @@ def _adapt(data: Path, out: Path, model: Path | None, settings: AdaptSettings) -
         fail(str(error), EXIT_USAGE, PROG)
     adaptation = fit_adaptation(replay.features, replay.labels, features, labels, len(names),
                                 settings)
-    counts = class_counts(scans, names)
-    manifest = adapted_manifest(classifier, adaptation, counts, len(replay.labels), settings)
+    manifest = adapted_manifest(classifier, adaptation, (features, labels), len(replay.labels),
+                                settings)
     try:
         target = write_adapted(classifier, manifest, out)
     except ModelError as error:
@@ -157,7 +157,8 @@ def _adapt(data: Path, out: Path, model: Path | None, settings: AdaptSettings) -
     except OSError as error:
         fail(f"{out}: cannot write the adapted model ({error.strerror or first_line(error)})",
              EXIT_USAGE, PROG)
-    site = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    site = ", ".join(f"{name} {n}" for name, n in manifest["adaptation"]["site_scans"].items()
+                     if n)
     typer.echo(f"adapted model: {target} (site scans: {site}; temperature "
                f"{adaptation.temperature:.3f}; min confidence "
                f"{manifest.get('trust', {}).get('min_confidence', '-')}; out-of-fold accuracy "

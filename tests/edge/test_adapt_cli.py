@@ -174,3 +174,12 @@ def test_adapt_and_validate_never_import_tensorflow(adaptable_model, site_dir, t
     assert completed.stdout.splitlines()[-1] == "[]"
     assert (tmp_path / "model" / adaptable_model.name).is_file()
     assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_the_site_classes_become_modes_of_the_feature_distance(adapted, adaptable_model):
+    base = json.loads(adaptable_model.with_suffix(".json").read_text())["trust"]
+    section = json.loads(adapted.with_suffix(".json").read_text())["trust"]["feature_distance"]
+    before = base["feature_distance"]["classes"]
+    assert section["classes"] == [*before, 0, 1] and section["site_modes"] == [0, 1]
+    assert section["threshold"] == base["feature_distance"]["threshold"]
+    assert len(section["class_whitening"]) == len(before) + 2

@@ -16,10 +16,12 @@ from lungcnn.edge.adapt import (
     fit_adaptation,
     sample_weights,
     weighted_quantile,
+    with_site_modes,
 )
 from lungcnn.edge.head import Head, fit_head
 from lungcnn.edge.manifest import ManifestError
 from lungcnn.edge.runtime import ModelError, TFLiteClassifier
+from lungcnn.edge.trust import FeatureDistance
 
 CLASSES = 3
 
@@ -142,3 +144,17 @@ def test_too_few_scans_of_a_class_the_site_has_are_refused():
         check_site(np.array([1] * 5 + [0, 0]), ("Covid", "Normal", "Viral"), settings)
     with pytest.raises(AdaptError, match="too few"):
         check_site(np.array([], dtype=int), ("Covid", "Normal", "Viral"), settings)
+
+
+def test_a_scan_is_as_near_as_the_nearest_mode_of_its_class():
+    section = {"center": [0.0, 0.0], "projection": [[1.0, 0.0], [0.0, 1.0]],
+               "classes": [0, 1], "class_means": [[0.0, 0.0], [5.0, 5.0]],
+               "class_whitening": [np.eye(2).tolist()] * 2, "threshold": 3.0}
+    site = np.array([[10.0, 0.0], [10.5, 0.5], [9.5, -0.5], [10.0, 0.4], [10.2, -0.3]])
+    with_mode = FeatureDistance.from_json(with_site_modes(section, site, np.zeros(5, int)))
+    before = FeatureDistance.from_json(section)
+    assert before.distance(np.array([10.0, 0.0]), 0) == pytest.approx(10.0)
+    assert with_mode.distance(np.array([10.0, 0.0]), 0) < 1.0
+    assert with_mode.distance(np.array([0.0, 0.0]), 0) == pytest.approx(0.0)
+    assert with_mode.distance(np.array([5.0, 5.0]), 1) == pytest.approx(0.0)
+    assert with_mode.distance(np.array([0.0, 0.0]), 2) == float("inf")
