@@ -43,23 +43,32 @@ def bundle_model(run_dir: str | Path, to: str | Path | None = None,
     from lungcnn.edge.api import BUNDLED_MODEL
     from lungcnn.edge.manifest import write_json_atomic
     from lungcnn.edge.replay import replay_path
+    from lungcnn.edge.runtime import ModelError, companion_files
 
     source = Path(run_dir) / SOURCE_NAME
     target = Path(to) / BUNDLED_MODEL.name if to is not None else BUNDLED_MODEL
     manifest = _checked_manifest(source)
     manifest["model_file"] = target.name
     try:
+        companions = companion_files(source)  # contract 2: its segmenter travels with it
+    except ModelError as error:
+        raise BundleError(str(error)) from None
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".bundle-") as staging:
             staged = Path(staging) / target.name
             shutil.copyfile(source, staged)
             write_json_atomic(staged.with_suffix(".json"), manifest)
+            for path in companions:
+                shutil.copyfile(path, Path(staging) / path.name)
             _check_loads(staged, source)
             write_replay_features(staged, manifest, data_dir)
             # The old manifest goes first: killed half-way, the new model has no manifest
             # (readers refuse it) rather than the old model's.
             target.with_suffix(".json").unlink(missing_ok=True)
             os.replace(replay_path(staged), replay_path(target))
+            for path in companions:
+                os.replace(Path(staging) / path.name, target.parent / path.name)
             os.replace(staged, target)
             os.replace(staged.with_suffix(".json"), target.with_suffix(".json"))
     except OSError as error:

@@ -6,6 +6,7 @@
     lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
     lungcnn calibrate -> calibrate.cli (confidence calibration, abstention thresholds)
     lungcnn bundle  -> bundle           (a calibrated int8 model becomes the bundled model)
+    lungcnn segmenter -> segmenter_cli  (the lung-field segmenter of contract v2)
 
 Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
 """
@@ -21,6 +22,7 @@ from lungcnn.benchmarks.probe import probe_command
 from lungcnn.bundle import bundle_command
 from lungcnn.convert.cli import convert_command
 from lungcnn.edge.errors import NOTICE
+from lungcnn.segmenter_cli import segmenter_command
 from lungcnn.calibrate.cli import calibrate_command
 from lungcnn.trainer.cli import train_command
 from lungcnn.trainer.datacheck import data_app
@@ -37,6 +39,7 @@ app.command("calibrate")(calibrate_command)
 app.command("loso")(loso_command)
 app.command("probe")(probe_command)
 app.command("bundle")(bundle_command)
+app.command("segmenter")(segmenter_command)
 app.add_typer(data_app, name="data")
 app.command("classify-archive")(classify_archive_command)
 

@@ -8,7 +8,7 @@
 # Emulation proves the aarch64 install and numerics; it is not a device and says nothing
 # reliable about speed.
 #
-# Usage: benchmarks/pi/check.sh [--timing] [MODEL.tflite ...]   (default: lungcnn/edge/models/*.tflite)
+# Usage: benchmarks/pi/check.sh [--timing] [MODEL.tflite ...]   (default: the classifiers in lungcnn/edge/models/)
 # Needs an x86_64 Debian host with apt-get and dpkg, the package registries, and the repo's
 # venv (PYTHON, default .venv/bin/python, with lungcnn installed). Nothing outside the cache
 # directory changes: no binfmt_misc, no host packages (qemu-user-static is fetched into the
@@ -63,7 +63,12 @@ parse_arguments() {
     done
     if [[ ${#MODELS[@]} -eq 0 ]]; then
         shopt -s nullglob
-        MODELS=("$REPO"/lungcnn/edge/models/*.tflite)
+        MODELS=()
+        for model in "$REPO"/lungcnn/edge/models/*.tflite; do
+            # A lung-field segmenter travels beside its classifier; it is not classified with.
+            grep -q '"kind": "lung-field segmenter"' "${model%.tflite}.json" 2>/dev/null \
+                || MODELS+=("$model")
+        done
         shopt -u nullglob
     fi
     [[ ${#MODELS[@]} -gt 0 ]] || die "no model: lungcnn/edge/models/*.tflite is empty; pass MODEL.tflite"

@@ -96,11 +96,10 @@ def invoke_times_ms(model_path: Path, scan_path: Path, repeats: int, warmup: int
     """Wall time of each of `repeats` single-threaded inferences of one scan, after warm-up."""
     import time
 
-    from lungcnn.edge.contract import load_scan
     from lungcnn.edge.runtime import TFLiteClassifier
 
     classifier = TFLiteClassifier(model_path, threads=1)
-    scan = load_scan(scan_path, classifier.input_size)
+    scan = classifier.model_input(classifier.preprocessor.decode(scan_path).gray)
     batch = scan[None]
     for _ in range(warmup):
         classifier.run(batch)

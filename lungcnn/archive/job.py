@@ -29,6 +29,7 @@ from lungcnn.edge.api import Classifier
 from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import manifest_path
 from lungcnn.edge.report import ScanResult
+from lungcnn.edge.runtime import companion_files
 from lungcnn.archive.output import result_row, result_schema, write_part
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
@@ -47,6 +48,7 @@ class ModelFiles:
     model: bytes
     manifest_name: str
     manifest: bytes
+    companions: tuple[tuple[str, bytes], ...] = ()  # contract 2: the segmenter and its manifest
 
     @property
     def sha256(self) -> str:
@@ -56,7 +58,8 @@ class ModelFiles:
     def read(cls, model_path: Path) -> ModelFiles:
         manifest = manifest_path(model_path)
         return cls(model_path.name, model_path.read_bytes(), manifest.name,
-                   manifest.read_bytes())
+                   manifest.read_bytes(),
+                   tuple((path.name, path.read_bytes()) for path in companion_files(model_path)))
 
 
 class ArchiveClassifier:
@@ -70,6 +73,8 @@ class ArchiveClassifier:
         folder = Path(self._model_dir.name)
         (folder / files.manifest_name).write_bytes(files.manifest)
         (folder / files.model_name).write_bytes(files.model)
+        for name, content in files.companions:
+            (folder / name).write_bytes(content)
         # One interpreter thread per actor: Ray gives each actor one CPU.
         self._classifier = Classifier(folder / files.model_name, threads=1)
         self._schema = result_schema(self._classifier.class_names)

@@ -29,7 +29,9 @@ from lungcnn.benchmarks.testset import TestSet, test_set_for_run
 from lungcnn.benchmarks.trust import evaluate_trust, shift_proxies
 from lungcnn.benchmarks.variants import ensure_calibrated, ensure_variants
 from lungcnn.edge.api import BUNDLED_MODEL
+from lungcnn.edge.contract import Preprocessor
 from lungcnn.edge.manifest import library_versions, read_manifest, sha256_file, write_json_atomic
+from lungcnn.edge.runtime import input_contract
 
 __all__ = ["BenchError", "Measured", "default_runs", "run_benchmark", "write_results"]
 
@@ -97,7 +99,7 @@ def open_set_reports(config: BenchConfig, log) -> dict[str, dict]:
 NOTES = {
     "invoke_ms": "one model call on one prepared (1, size, size, 1) uint8 input: Keras `model(x)`, "
     "LiteRT set_tensor+invoke+get_tensor with (de)quantization (edge.runtime.TFLiteClassifier)",
-    "end_to_end_ms": "file on disk -> edge.contract.load_scan -> probabilities, cycling over the test files",
+    "end_to_end_ms": "file on disk -> the model's contract (decode, prepare) -> probabilities, cycling over the test files",
     "batched_per_image_ms": "Keras only: `model(x)` on a batch of keras_batch scans, time per image",
     "timing": "each call timed separately after warm-up; one fresh process per model and thread "
     "count; the calls are made in rounds that visit every process in turn, so load from other "
@@ -134,8 +136,10 @@ def benchmark_run(run_dir: Path, config: BenchConfig, phase_s: dict, log) -> dic
         variants = ensure_variants(keras_path, config.data_dir, log)
     with _phase(phase_s, "calibrate"):
         ensure_calibrated(run_dir, variants, config.data_dir, log)
-    test_set = test_set_for_run(manifest, config.data_dir, config.scans_per_class)
-    size = manifest["input"]["size"]
+    contract = input_contract(keras_path, manifest)
+    test_set = test_set_for_run(manifest, config.data_dir, config.scans_per_class,
+                                contract.spec.decode_side)
+    size = contract.spec.size
     log(f"{run_dir.name}: {manifest.get('arch')} at {size}px, {len(test_set.files)} test scans "
         f"({int(test_set.leak_free.sum())} leak-free)")
     bundled_sha = sha256_file(BUNDLED_MODEL) if BUNDLED_MODEL.is_file() else None
@@ -144,7 +148,8 @@ def benchmark_run(run_dir: Path, config: BenchConfig, phase_s: dict, log) -> dic
     for variant, path in variants.items():
         log(f"  {variant}: quality and robustness")
         with _phase(phase_s, "quality_and_robustness"):
-            probs, robustness = _predictions(path, test_set, size, max(config.threads), changes)
+            probs, robustness = _predictions(path, test_set, contract, max(config.threads),
+                                             changes)
         keras_probs = probs if variant == KERAS else keras_probs
         entries.append({
             "variant": variant,
@@ -204,13 +209,14 @@ def trust_reports(variants: dict[str, Path], test_set: TestSet, config: BenchCon
 
 
 def _predictions(
-    path: Path, test_set: TestSet, size: int, threads: int, changes: dict
+    path: Path, test_set: TestSet, contract: Preprocessor, threads: int, changes: dict
 ) -> tuple[np.ndarray, dict]:
     classifier = open_classifier(path, threads)
-    probs = predict_all(classifier, test_set.inputs(size))
-    # test_set.inputs(size) is robustness.original of each scan: reuse its predictions.
+    probs = predict_all(classifier, test_set.inputs(contract))
+    # test_set.inputs(contract) is robustness.original of each scan: reuse its predictions.
     robustness = label_stability(
-        lambda batch: predict_all(classifier, batch), test_set.grays, size, changes, baseline=probs
+        lambda batch: predict_all(classifier, batch), test_set.grays, contract, changes,
+        baseline=probs,
     )
     return probs, robustness
 
@@ -222,10 +228,10 @@ def reused_changes() -> dict:
     def reusing(change):
         done: dict[tuple[int, int], np.ndarray] = {}
 
-        def changed(gray: np.ndarray, size: int) -> np.ndarray:
-            key = (id(gray), size)
+        def changed(gray: np.ndarray, contract) -> np.ndarray:
+            key = (id(gray), contract)
             if key not in done:
-                done[key] = change(gray, size)
+                done[key] = change(gray, contract)
             return done[key]
 
         return changed

@@ -18,7 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lungcnn.benchmarks.lung_attention import lung_mask, lung_share
 from lungcnn.edge.api import Classifier
+from lungcnn.edge.decode import ScanError
+from lungcnn.edge.segmenter import LungSegmenter
 from lungcnn.edge.contract import CLASS_NAMES
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.trainer.architectures import ArchSpec
@@ -36,6 +39,8 @@ class LosoConfig:
     out: Path  # fold run directories: out/<source>/
     recipe: TrainConfig
     holdout: tuple[str, ...] = ()  # () -> every source
+    # Scores where each fold model looks (`benchmarks.lung_attention`); None: not measured.
+    attention_segmenter: Path | None = None
 
 
 def all_samples(data: Sequence[Path], link_dir: Path) -> tuple[Path, list[Sample]]:
@@ -66,27 +71,38 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
         return json.loads(records_path.read_text())
     recipe = replace(config.recipe, exclude_sources=(*config.recipe.exclude_sources, source))
     _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
-    held_out = [s for s in samples if s.source == source]
-    kept = [s for s in samples if s.source not in recipe.exclude_sources]
+    held_out = [s for s in samples if s.source == source
+                and s.finding not in recipe.exclude_findings]
+    kept = [s for s in samples if recipe.keeps(s)]
     fold = {
         "source": source,
         "trained_on": sorted({s.source for s in kept}),
         "covered_pairs": sorted({f"{CLASS_NAMES[s.label]}/{s.age_group}" for s in kept}),
         "thresholds": fitted_thresholds(fold_dir / "model_int8.tflite"),
-        "records": held_out_records(fold_dir / "model_int8.tflite", root, held_out, kept),
+        "records": held_out_records(fold_dir / "model_int8.tflite", root, held_out, kept,
+                                    config.attention_segmenter),
     }
     write_json_atomic(records_path, fold)
     return fold
 
 
 def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],
-                     kept: Sequence[Sample]) -> list[dict]:
-    """The device's answer on each held-out scan, with its truth and coverage."""
+                     kept: Sequence[Sample], attention: Path | None = None) -> list[dict]:
+    """The device's answer on each held-out scan, with its truth and coverage, and with an
+    `attention` segmenter the share of its heatmap inside the lungs (`lung_share`)."""
     classifier = Classifier(model)
+    reference = None if attention is None else LungSegmenter(attention)
     covered = {(s.label, s.age_group) for s in kept}
     records = []
     for sample in held_out:
-        record = classifier.classify(root / sample.rel_path).to_dict()
+        path = root / sample.rel_path
+        try:
+            gray = classifier.decode(path).gray
+        except ScanError:
+            gray = None
+        record = classifier.classify(path).to_dict()
+        if reference is not None and gray is not None:
+            record["lung_share"] = lung_share(classifier, gray, lung_mask(reference, gray))
         records.append({
             "file": sample.rel_path,
             "label": CLASS_NAMES[sample.label],
@@ -95,7 +111,8 @@ def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],
             "predicted": record["label"],
             **{key: record.get(key) for key in ("status", "flag", "reason", "confidence",
                                                 "raw_confidence", "stable_confidence",
-                                                "feature_distance", "error")},
+                                                "feature_distance", "error",
+                                                "lung_share")},
         })
     return records
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from lungcnn.benchmarks.loso import LosoConfig, run_loso
@@ -27,6 +28,19 @@ def loso_command(
     balance_sources: Annotated[bool, typer.Option(
         "--balance-sources", help="Train with source-class balanced weights.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
+    lung_field: Annotated[Path | None, typer.Option(
+        metavar="SEGMENTER", help="Train with input contract 2 on this segmenter's lung fields "
+        "(as `lungcnn train --lung-field`).")] = None,
+    exclude_finding: Annotated[list[str] | None, typer.Option(
+        metavar="VALUE", help="Leave out scans whose manifest finding is VALUE, from training "
+        "and from the held-out records (repeatable).")] = None,
+    equalize: Annotated[bool, typer.Option(
+        "--equalize/--no-equalize", help="Contract 2: equalise the lung-field crop.")] = True,
+    mask_outside: Annotated[bool, typer.Option(
+        "--mask-outside", help="Contract 2: black out what lies outside the lungs.")] = False,
+    attention: Annotated[Path | None, typer.Option(
+        metavar="SEGMENTER", help="Measure the share of each held-out scan's heatmap inside "
+        "the lungs this segmenter finds (default: the --lung-field segmenter).")] = None,
     runs: Annotated[Path, typer.Option(help="Folder of the fold runs (resumed).")] = Path(
         "runs/loso"),
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("benchmarks/results"),
@@ -40,8 +54,12 @@ def loso_command(
         _fail(f"unknown architecture {arch!r}; one of {', '.join(ARCHITECTURES)}")
     spec = ARCHITECTURES[arch]
     recipe = replace(spec.recipe, balance_sources=balance_sources,
+                     lung_field=str(lung_field) if lung_field else None, equalize=equalize,
+                     mask_outside=mask_outside,
+                     exclude_findings=tuple(exclude_finding or ()),
                      **({"epochs": epochs} if epochs else {}))
-    config = LosoConfig(arch, tuple(data), runs, recipe, tuple(holdout or ()))
+    config = LosoConfig(arch, tuple(data), runs, recipe, tuple(holdout or ()),
+                        attention or lung_field)
     try:
         result = run_loso(config, spec, log=lambda line: typer.echo(line, err=True))
     except (DatasetError, ValueError) as error:
@@ -90,6 +108,7 @@ def format_markdown(result: dict) -> str:
     nested = report["nested_trust"]
     if nested:
         lines += _nested_lines(nested)
+    lines += _attention_lines(result)
     lines += ["", NOTICE, ""]
     return "\n".join(lines)
 
@@ -114,6 +133,21 @@ def _nested_lines(nested: dict) -> list[str]:
     lines += ["", f"Rule chosen on all folds (for the model trained on every source): distance "
               f"factor {rule['distance_factor']}, min confidence {rule['min_confidence']}."]
     return lines
+
+
+def _attention_lines(result: dict) -> list[str]:
+    """Where each fold model looks on its held-out source (`benchmarks.lung_attention`)."""
+    rows = []
+    for source, fold in result["folds"].items():
+        shares = [r.get("lung_share") for r in fold["records"] if r.get("lung_share") is not None]
+        if shares:
+            rows.append(f"| {source} | {len(shares)} | {_f(float(np.mean(shares)))} "
+                        f"| {_f(float(np.median(shares)))} |")
+    if not rows:
+        return []
+    return ["", "Share of the occlusion-heatmap mass (positive drops, 8x8 grid) inside the lung "
+            "fields the reference segmenter finds on the whole scan:", "",
+            "| held out | scans | mean | median |", "|---|---|---|---|", *rows]
 
 
 def _f(value: float | None) -> str:

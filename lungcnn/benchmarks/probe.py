@@ -46,7 +46,7 @@ def model_features(model: Path, root: Path, samples: Sequence[Sample]) -> np.nda
     runtime = Classifier(model).runtime
     if runtime.features_dim is None:
         raise ValueError(f"{model}: no features output to probe")
-    return run_all(runtime, (load_scan(root / s.rel_path, runtime.input_size)
+    return run_all(runtime, (runtime.model_input(runtime.preprocessor.decode(root / s.rel_path).gray)
                              for s in samples))[1]
 
 

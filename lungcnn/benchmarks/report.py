@@ -100,7 +100,7 @@ def _speed_section(result: dict) -> list[str]:
         f"{config['warmup_calls']} warm-up calls, one fresh process per model and thread count, "
         f"the calls made in {config['rounds']} rounds that alternate between all models. "
         "*invoke*: one model call on a prepared input (Keras: `model(x)` on a batch of 1); "
-        "*end to end*: file on disk through `edge.contract.load_scan` to probabilities. "
+        "*end to end*: file on disk through the model's contract (`edge.contract.prepare`) to probabilities. "
         f"*× ref*: p50 as a multiple of the reference float32 TFLite model's, same run, "
         f"{threads[-1]} threads.",
         "",

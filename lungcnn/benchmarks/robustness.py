@@ -17,13 +17,14 @@ from lungcnn.edge.decode import read_grayscale
 def label_stability(
     predict_fn: Callable[[np.ndarray], np.ndarray],
     scans: Iterable[str | Path | np.ndarray],
-    size: int,
+    contract,
     changes: dict[str, Change] | None = None,
     baseline: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Share of scans whose predicted label is unchanged by each acquisition change.
 
-    `scans` are files or 2-D uint8 grayscale arrays. `predict_fn` takes a uint8 batch of
+    `scans` are files or 2-D uint8 grayscale arrays; `contract` makes model inputs of them
+    (a Preprocessor, or contract 1's input size). `predict_fn` takes a uint8 batch of
     shape (n, size, size, 1) and returns class probabilities (n, classes) or labels (n,).
     `baseline`, when given, is what `predict_fn` already returned for the unchanged scans
     (`original`), so they are not predicted a second time.
@@ -33,10 +34,11 @@ def label_stability(
     if not grays:
         raise ValueError("label_stability needs at least one scan")
     if baseline is None:
-        baseline = predict_fn(np.stack([original(gray, size) for gray in grays]))
+        baseline = predict_fn(np.stack([original(gray, contract) for gray in grays]))
     baseline = _as_labels(baseline)
     return {
-        name: float(np.mean(_labels(predict_fn, [change(gray, size) for gray in grays]) == baseline))
+        name: float(np.mean(_labels(predict_fn, [change(gray, contract) for gray in grays])
+                            == baseline))
         for name, change in changes.items()
     }
 

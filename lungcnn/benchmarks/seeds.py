@@ -19,6 +19,7 @@ from lungcnn.benchmarks.quality import quality_report
 from lungcnn.benchmarks.runtimes import KERAS, open_classifier, predict_all
 from lungcnn.benchmarks.testset import test_set_for_run
 from lungcnn.edge.manifest import read_manifest
+from lungcnn.edge.runtime import input_contract
 
 SEEDS_ROOT = Path("runs/bench-seeds")
 SUMMARISED = {
@@ -110,7 +111,7 @@ def _summarise(runs: list[Path], config: BenchConfig, log) -> dict:
         keras_path = run_dir / "model.keras"
         manifest = read_manifest(keras_path)
         test_set = test_set_for_run(manifest, config.data_dir, config.scans_per_class)
-        inputs = test_set.inputs(manifest["input"]["size"])
+        inputs = test_set.inputs(input_contract(keras_path, manifest))
         keras_probs = None
         for variant, path in ensure_variants(keras_path, config.data_dir, log).items():
             probs = predict_all(open_classifier(path), inputs)

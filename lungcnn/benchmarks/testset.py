@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.contract import Preprocessor, model_input_of
 from lungcnn.edge.decode import ScanError, read_grayscale
 from lungcnn.trainer.dataset import (
     DatasetError,
@@ -32,22 +32,24 @@ class TestSet:
     files: tuple[str, ...]  # relative to root, "test/<class>/<name>"
     labels: np.ndarray  # indices into the model manifest's class_names
     leak_free: np.ndarray  # bool mask: True where the file duplicates no training file
-    grays: tuple[np.ndarray, ...]  # 2-D uint8 scans at their own resolution
+    grays: tuple[np.ndarray, ...]  # 2-D uint8 scans, decoded at the scale the contract needs
     _inputs: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def paths(self) -> list[Path]:
         return [self.root / rel for rel in self.files]
 
-    def inputs(self, size: int) -> np.ndarray:
-        """(n, size, size, 1) uint8 model inputs, exactly as edge.contract.load_scan gives them."""
-        if size not in self._inputs:
-            self._inputs[size] = np.stack([resize_gray(gray, size) for gray in self.grays])
-        return self._inputs[size]
+    def inputs(self, contract: int | Preprocessor) -> np.ndarray:
+        """(n, size, size, 1) uint8 model inputs under `contract` (a Preprocessor, or contract
+        1's input size), exactly as the device makes them from `grays`."""
+        if contract not in self._inputs:
+            self._inputs[contract] = np.stack([model_input_of(g, contract) for g in self.grays])
+        return self._inputs[contract]
 
 
 def test_set_for_run(
-    run_manifest: dict, data_dir: Path | None, scans_per_class: int | None
+    run_manifest: dict, data_dir: Path | None, scans_per_class: int | None,
+    decode_side: int | None = None,
 ) -> TestSet:
     """With `data_dir`, every scan of DATA/test (leaks checked against DATA/train); else the
     run manifest's own test split and its `test_dedup` list (computed when absent)."""
@@ -72,7 +74,7 @@ def test_set_for_run(
         files=tuple(s.rel_path for s in test),
         labels=np.array([s.label for s in test], dtype=np.int64),
         leak_free=np.array([s.rel_path in leak_free for s in test]),
-        grays=tuple(_read(root, s.rel_path) for s in test),
+        grays=tuple(_read(root, s.rel_path, decode_side) for s in test),
     )
 
 
@@ -83,8 +85,8 @@ def _samples(rel_paths: list[str], class_names: list[str]) -> list[Sample]:
         raise TestSetError(str(error)) from None
 
 
-def _read(root: Path, rel_path: str) -> np.ndarray:
+def _read(root: Path, rel_path: str, decode_side: int | None) -> np.ndarray:
     try:
-        return read_grayscale(root / rel_path)
+        return read_grayscale(root / rel_path, decode_side)
     except ScanError as error:
         raise TestSetError(f"{root / rel_path}: {error}") from None

@@ -30,8 +30,8 @@ from lungcnn.edge.acquisition import (
     jpeg_roundtrip,
     shrink_longest_side,
 )
-from lungcnn.edge.contract import resize_gray
-from lungcnn.edge.decode import DecodedScan, decode_scan
+from lungcnn.edge.contract import Preprocessor
+from lungcnn.edge.decode import DecodedScan
 from lungcnn.edge.heatmap import occlusion_heatmap
 from lungcnn.edge.runtime import TFLiteClassifier
 from lungcnn.edge.trust import (
@@ -47,14 +47,14 @@ LOW_RESOLUTION_JPEG_QUALITY = 30
 LOW_RESOLUTION_PROXY = "low_resolution_128_jpeg_q30"
 
 
-def low_resolution_jpeg(gray: np.ndarray, size: int) -> np.ndarray:
+def low_resolution_jpeg(gray: np.ndarray, contract) -> np.ndarray:
     """A re-encoded low-resolution copy: longest side 128 px, JPEG quality 30."""
     small = shrink_longest_side(Image.fromarray(gray), LOW_RESOLUTION_SIDE)
     return np.asarray(jpeg_roundtrip(small, LOW_RESOLUTION_JPEG_QUALITY), dtype=np.uint8)
 
 
 def shift_proxies(changes: dict[str, Change] | None = None) -> dict[str, Change]:
-    """Every shift proxy as `(gray, size) -> 2-D gray scan`: the low-resolution copy, then
+    """Every shift proxy as `(gray, contract) -> 2-D gray scan`: the low-resolution copy, then
     each acquisition change (`changes`, e.g. the benchmark's cached ones)."""
     changes = ACQUISITION_CHANGES if changes is None else changes
     return {LOW_RESOLUTION_PROXY: low_resolution_jpeg,
@@ -62,8 +62,13 @@ def shift_proxies(changes: dict[str, Change] | None = None) -> dict[str, Change]
 
 
 def _as_gray_change(change: Change) -> Change:
-    """A robustness change returns the model input; as a 2-D scan it decodes to itself."""
-    return lambda gray, size: change(gray, size)[:, :, 0]
+    """A robustness change as a 2-D scan: the changed scan under contract 1 at the side the
+    contract decodes at (its model input side for contract 1, so it decodes to itself)."""
+    def changed_scan(gray: np.ndarray, contract: int | Preprocessor) -> np.ndarray:
+        spec = contract.spec if isinstance(contract, Preprocessor) else None
+        side = contract if spec is None else (spec.decode_side or spec.size)
+        return change(gray, side)[:, :, 0]
+    return changed_scan
 
 
 def risk_coverage(correct: np.ndarray, scores: np.ndarray) -> list[dict]:
@@ -115,12 +120,13 @@ def evaluate_trust(
     of the model's manifest, the colour of the scan's file), so a check added to
     `edge.trust` is measured here too."""
     classifier = TFLiteClassifier(model_path, threads=threads)
-    settings, size, labels = classifier.trust_settings, classifier.input_size, test_set.labels
-    colours = [decode_scan(path).colourfulness for path in test_set.paths]
+    settings, labels = classifier.trust_settings, test_set.labels
+    contract = classifier.preprocessor
+    colours = [contract.decode(path).colourfulness for path in test_set.paths]
 
     def assess_all(change: Change | None = None) -> list:
         return [assess_scan(classifier, DecodedScan(gray if change is None
-                                                    else change(gray, size), colour))
+                                                    else change(gray, contract), colour))
                 for gray, colour in zip(test_set.grays, colours)]
 
     clean = assess_all()
@@ -145,15 +151,15 @@ def evaluate_trust(
     echo(f"non-X-ray images: {report['non_xray']['refused_rate']:.0%} refused as "
          f"out_of_distribution, {report['non_xray']['flagged_rate']:.0%} flagged "
          f"(n={report['non_xray']['n']})")
-    report["heatmap_ms_one_thread"] = heatmap_time(model_path, test_set.grays[:heatmap_calls],
-                                                   size)
+    report["heatmap_ms_one_thread"] = heatmap_time(model_path, test_set.grays[:heatmap_calls])
     echo(f"heatmap p50 {report['heatmap_ms_one_thread']['p50']:.0f} ms on one thread")
     return report
 
 
 def non_xray_refusal(classifier: TFLiteClassifier, paths: list[Path]) -> dict:
     """How many of the non-X-ray image files `paths` are refused or flagged."""
-    flags = {path.stem: assess_scan(classifier, decode_scan(path)).flag for path in paths}
+    flags = {path.stem: assess_scan(classifier, classifier.preprocessor.decode(path)).flag
+             for path in paths}
     return {
         "n": len(flags),
         "refused_rate": float(np.mean([f == FLAG_OUT_OF_DISTRIBUTION for f in flags.values()])),
@@ -162,10 +168,10 @@ def non_xray_refusal(classifier: TFLiteClassifier, paths: list[Path]) -> dict:
     }
 
 
-def heatmap_time(model_path: Path, grays: list[np.ndarray], size: int) -> dict:
+def heatmap_time(model_path: Path, grays: list[np.ndarray]) -> dict:
     """Occlusion heatmap latency with a one-thread interpreter (percentiles in ms)."""
     model = TFLiteClassifier(model_path, threads=1)
-    inputs = [resize_gray(gray, size) for gray in grays]
+    inputs = [model.model_input(gray) for gray in grays]
     samples = time_calls(lambda i: occlusion_heatmap(model, inputs[i % len(inputs)]),
                          calls=len(inputs), warmup=1)
     return distribution_ms(samples)

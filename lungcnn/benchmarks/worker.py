@@ -30,7 +30,6 @@ import numpy as np
 
 from lungcnn.benchmarks.runtimes import KERAS, open_classifier, runtime_of
 from lungcnn.benchmarks.timing import time_calls
-from lungcnn.edge.contract import load_scan
 
 
 class WorkerError(RuntimeError):
@@ -83,14 +82,18 @@ class Worker:
         return json.loads(line)
 
 
+def _model_input(model, path) -> np.ndarray:
+    """A file through the model's own contract: decode, then prepare."""
+    return model.model_input(model.preprocessor.decode(path).gray)
+
+
 def serve(spec: dict, requests, answers) -> None:
     """The worker side: load, report cost, then answer timing requests until EOF."""
     model, threads, files = spec["model"], spec["threads"], spec["scans"]
     keras_path = runtime_of(model) == KERAS
     import_s = _timed(lambda: _import_runtime(keras_path, threads))[1]
     classifier, load_s = _timed(lambda: open_classifier(model, threads))
-    size = classifier.input_size
-    first = load_scan(files[0], size)
+    first = _model_input(classifier, files[0])
     probabilities, first_call_s = _timed(lambda: _probabilities(classifier, first))
     _send(answers, {
         "import_s": import_s,
@@ -100,10 +103,11 @@ def serve(spec: dict, requests, answers) -> None:
         "tensorflow_loaded": "tensorflow" in sys.modules,
         "probabilities": probabilities.tolist(),
     })
-    inputs = [load_scan(path, size) for path in files]
+    inputs = [_model_input(classifier, path) for path in files]
     calls = {
         "invoke": lambda i: _probabilities(classifier, inputs[i % len(inputs)]),
-        "end_to_end": lambda i: _probabilities(classifier, load_scan(files[i % len(files)], size)),
+        "end_to_end": lambda i: _probabilities(classifier,
+                                               _model_input(classifier, files[i % len(files)])),
     }
     for line in requests:
         request = json.loads(line)

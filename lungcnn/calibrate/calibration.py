@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from lungcnn.calibrate import feature_distance, gate, scans, stability, temperature
-from lungcnn.edge.contract import resize_gray
 from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, write_json_atomic
 from lungcnn.edge.model import Model
 from lungcnn.edge.runtime import TFLiteClassifier
@@ -41,8 +40,8 @@ def calibrate_model(model: Model, data_dir: Path, split: dict[str, list[str]]) -
     With a features output (`model.features_dim`) also the feature distance."""
     if not split.get("train") or not split.get("val"):
         raise ValueError("the run's split has no training or no validation files")
-    train = scans.load_split(data_dir, split["train"], model.class_names)
-    val = scans.load_split(data_dir, split["val"], model.class_names)
+    train = scans.load_split(data_dir, split["train"], model)
+    val = scans.load_split(data_dir, split["val"], model)
     val_labels = scans.labels_of(val)
     seen = scans.outputs_with_variants(model, val)
     blocks = seen.probabilities
@@ -50,12 +49,12 @@ def calibrate_model(model: Model, data_dir: Path, split: dict[str, list[str]]) -
                                            np.repeat(val_labels, blocks.shape[1]))
     calibration = temperature.calibration_section(blocks, val_labels, fitted_t)
     if split.get("test"):
-        test = scans.load_split(data_dir, split["test"], model.class_names)
+        test = scans.load_split(data_dir, split["test"], model)
         calibration.update(temperature.ece_on_test(scans.outputs(model, test).probabilities[:, 0],
                                                    scans.labels_of(test), fitted_t))
     trust = {
         **stability.stability_fields(apply_temperature(blocks, fitted_t)),
-        **gate.gate_fields(train, model.input_size),
+        **gate.gate_fields(train),
         "rule": f"{gate.RULE}; {stability.RULE}",
         "fitted_on": "train (gate, template), validation (temperature, confidence)",
     }
@@ -75,18 +74,14 @@ def _val_flags(model: Model, val: list, seen: scans.Outputs, calibration: dict,
     settings = TrustSettings.from_manifest({"calibration": calibration, "trust": trust},
                                            len(model.class_names))
     flags = np.array([
-        judge(evidence_of(_input(gray, model), colour, seen.probabilities[i],
+        judge(evidence_of(model_input, colour, seen.probabilities[i],
                           seen.variant_names,
                           None if seen.features is None else seen.features[i, 0], settings),
               settings).flag
-        for i, (gray, _, colour) in enumerate(val)
+        for i, (model_input, _, colour) in enumerate(val)
     ])
     return {flag: float(np.mean(flags == flag))
             for flag in (FLAG_OK, FLAG_UNCERTAIN, FLAG_OUT_OF_DISTRIBUTION)}
-
-
-def _input(gray: np.ndarray, model: Model) -> np.ndarray:
-    return resize_gray(gray, model.input_size)
 
 
 def open_model(model_path: Path) -> Model:

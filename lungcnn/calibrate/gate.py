@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lungcnn.edge.contract import resize_gray
 from lungcnn.edge.trust.gate import GATE_FEATURES, image_features, layout_of
 
 # Gate bounds: the 1st..99th percentile of the training scans, widened on each side by
@@ -43,9 +42,9 @@ def chest_template(model_inputs: list[np.ndarray]) -> np.ndarray:
     return np.stack([layout_of(model_input) for model_input in model_inputs]).mean(axis=0)
 
 
-def gate_fields(train: list, size: int) -> dict:
-    """The trust section's gate fields fitted on `train` ((gray, label, colour) items)."""
-    inputs = [resize_gray(gray, size) for gray, _, _ in train]
+def gate_fields(train: list) -> dict:
+    """The trust section's gate fields fitted on `train` ((model input, label, colour) items)."""
+    inputs = [model_input for model_input, _, _ in train]
     template = chest_template(inputs)
     rows = [image_features(model_input, template, colour)
             for model_input, (_, _, colour) in zip(inputs, train, strict=True)]

@@ -8,23 +8,23 @@ from pathlib import Path
 import numpy as np
 
 from lungcnn.edge.acquisition import REACQUISITIONS, reacquisitions
-from lungcnn.edge.contract import resize_gray
-from lungcnn.edge.decode import ScanError, decode_scan
+from lungcnn.edge.decode import ScanError
 from lungcnn.edge.model import Model, run_all
 from lungcnn.trainer.dataset import label_of
 
 
-def load_split(data_dir: Path, rel_paths: list[str], class_names) -> list[tuple]:
-    """(gray, label, colourfulness) per file; the class is the parent folder's name."""
+def load_split(data_dir: Path, rel_paths: list[str], model: Model) -> list[tuple]:
+    """(model input, label, colourfulness) per file, the input made once by the model's
+    contract (`model.preprocessor`); the class is the parent folder's name."""
     items = []
     for rel in rel_paths:
         path = data_dir / rel
-        label = label_of(rel, class_names)
+        label = label_of(rel, model.class_names)
         try:
-            scan = decode_scan(path)
+            scan = model.preprocessor.decode(path)
         except ScanError as error:
             raise ScanError(f"{path}: {error}") from None
-        items.append((scan.gray, label, scan.colourfulness))
+        items.append((model.model_input(scan.gray), label, scan.colourfulness))
     return items
 
 
@@ -45,8 +45,7 @@ class Outputs:
 def outputs_with_variants(model: Model, items: list[tuple]) -> Outputs:
     """Each scan and its re-acquisitions through the model as one batch."""
     rows = []
-    for gray, _, _ in items:
-        model_input = resize_gray(gray, model.input_size)
+    for model_input, _, _ in items:
         rows.append(model.run(np.stack([model_input, *reacquisitions(model_input).values()])))
     features = None if rows[0][1] is None else np.stack([f for _, f in rows]).astype(np.float64)
     return Outputs(np.stack([p for p, _ in rows]).astype(np.float64), features,
@@ -55,6 +54,5 @@ def outputs_with_variants(model: Model, items: list[tuple]) -> Outputs:
 
 def outputs(model: Model, items: list[tuple]) -> Outputs:
     """The scans alone through the model, in batches."""
-    probabilities, features = run_all(model, [resize_gray(gray, model.input_size)
-                                              for gray, _, _ in items])
+    probabilities, features = run_all(model, [model_input for model_input, _, _ in items])
     return Outputs(probabilities[:, None], None if features is None else features[:, None])

@@ -36,6 +36,7 @@ from lungcnn.convert.tflite_manifest import runtime_name, tflite_manifest
 from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import write_bytes_atomic, write_json_atomic
 from lungcnn.edge.runtime import ModelError
+from lungcnn.edge.segmenter import LungSegmenter
 from lungcnn.trainer.keras_model import KerasModel
 
 __all__ = ["Conversion", "ConvertOptions", "convert_keras_run", "output_path"]
@@ -68,7 +69,7 @@ def convert_keras_run(
     source = load_source(model_path, options.data_dir)
     splits = load_eval_splits(source.run_manifest, source.data_dir,
                               KerasModel(source.model, source.run_manifest["class_names"],
-                                         source.size))
+                                         source.size, source.preprocessor))
     representative = _representative(source, options) if "int8" in options.quantizations else None
     conversions = [
         _convert(
@@ -85,19 +86,22 @@ def convert_keras_run(
         _check_agreement(conversions, options.min_agreement)
     for conversion in conversions:
         _write(conversion)
+        if source.preprocessor.segmenter is not None:  # contract 2: it travels with the model
+            source.preprocessor.segmenter.copy_to(conversion.tflite_path.parent)
     return conversions
 
 
 def _representative(source: KerasSource, options: ConvertOptions) -> RepresentativeSet:
     if options.representative_dir is None:
-        return representative_from_run(source.run_manifest, source.data_dir, source.size)
+        return representative_from_run(source.run_manifest, source.data_dir, source.preprocessor)
     held_out = {
         (source.data_dir / rel).resolve()
         for name in PARITY_SPLITS
         for rel in source.run_manifest["split"].get(name) or []
     }
     return representative_from_folder(
-        Path(options.representative_dir), source.size, source.run_manifest["class_names"], held_out
+        Path(options.representative_dir), source.preprocessor, source.run_manifest["class_names"],
+        held_out
     )
 
 
@@ -117,7 +121,8 @@ def _convert(
             f"{source.path}: {settings.quantization} conversion failed ({first_line(error)})"
         ) from None
     manifest = tflite_manifest(source, settings, target, content, representative, options)
-    probabilities = _probabilities_on_device(target.name, content, manifest, splits)
+    probabilities = _probabilities_on_device(target.name, content, manifest, splits,
+                                             source.preprocessor.segmenter)
     manifest["parity"] = {
         "runtime": runtime_name(),
         "data_dir": str(source.data_dir),
@@ -128,7 +133,8 @@ def _convert(
 
 
 def _probabilities_on_device(
-    name: str, content: bytes, manifest: dict, splits: dict[str, EvalSplit]
+    name: str, content: bytes, manifest: dict, splits: dict[str, EvalSplit],
+    segmenter: LungSegmenter | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the candidate through edge.runtime from a scratch folder: nothing is written
     under the final name before every check has passed."""
@@ -136,6 +142,8 @@ def _probabilities_on_device(
         candidate = Path(scratch) / name
         candidate.write_bytes(content)
         write_json_atomic(candidate.with_suffix(".json"), manifest)
+        if segmenter is not None:  # contract 2 models load it from beside them
+            segmenter.copy_to(candidate.parent)
         try:
             return {
                 key: tflite_probabilities(candidate, split.images) for key, split in splits.items()

@@ -43,7 +43,7 @@ def load_eval_splits(
         rels = run_manifest["split"].get(name) or []
         if not rels:
             continue
-        batch = load_scans([data_dir / rel for rel in rels], keras_model.input_size)
+        batch = load_scans([data_dir / rel for rel in rels], keras_model.preprocessor)
         if not len(batch.images):
             raise ConvertError(
                 f"none of the {len(rels)} '{name}' files of the run is readable under "

@@ -17,6 +17,7 @@ import numpy as np
 from lungcnn.convert.errors import ConvertError
 from lungcnn.convert.scans import files_digest, load_scans
 from lungcnn.edge.decode import is_image_file
+from lungcnn.edge.contract import Preprocessor
 from lungcnn.trainer.dataset import DatasetError, list_split
 
 
@@ -26,7 +27,8 @@ class RepresentativeSet:
     description: dict  # saved in the int8 manifest as "representative_set"
 
 
-def representative_from_run(run_manifest: dict, data_dir: Path, size: int) -> RepresentativeSet:
+def representative_from_run(run_manifest: dict, data_dir: Path,
+                            size: int | Preprocessor) -> RepresentativeSet:
     split = run_manifest["split"]
     paths = [data_dir / rel for rel in split["train"]]
     return _representative_set(
@@ -39,7 +41,7 @@ def representative_from_run(run_manifest: dict, data_dir: Path, size: int) -> Re
 
 
 def representative_from_folder(
-    folder: Path, size: int, class_names: Sequence[str], forbidden: set[Path]
+    folder: Path, size: int | Preprocessor, class_names: Sequence[str], forbidden: set[Path]
 ) -> RepresentativeSet:
     """`forbidden`: resolved paths of the run's validation and test files."""
     paths, layout = _folder_images(folder, class_names)
@@ -55,7 +57,7 @@ def representative_from_folder(
 
 
 def _representative_set(
-    paths: list[Path], root: Path, size: int, *, source: str, extra: dict
+    paths: list[Path], root: Path, size: int | Preprocessor, *, source: str, extra: dict
 ) -> RepresentativeSet:
     batch = load_scans(paths, size)
     if not len(batch.images):

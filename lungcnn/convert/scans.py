@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import load_scan
+from lungcnn.edge.contract import Preprocessor, ScanSpec
 from lungcnn.edge.decode import ScanError
 from lungcnn.edge.manifest import sha256_file
 
@@ -23,11 +23,15 @@ class ScanBatch:
     skipped: tuple[str, ...]
 
 
-def load_scans(paths: Sequence[Path], size: int) -> ScanBatch:
+def load_scans(paths: Sequence[Path], contract: int | Preprocessor) -> ScanBatch:
+    """Model inputs of `paths` under `contract` (a Preprocessor, or contract 1's input size)."""
+    if isinstance(contract, int):
+        contract = Preprocessor(ScanSpec(contract))
+    size = contract.spec.size
     loaded, images, skipped = [], [], []
     for path in paths:
         try:
-            images.append(load_scan(path, size))
+            images.append(contract.prepare(contract.decode(path).gray).model_input)
         except ScanError as error:
             skipped.append(f"{path}: {error}")
             continue

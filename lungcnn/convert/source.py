@@ -9,7 +9,8 @@ from pathlib import Path
 
 from lungcnn.convert.errors import ConvertError
 from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, sha256_file
-from lungcnn.edge.runtime import ModelError
+from lungcnn.edge.contract import Preprocessor
+from lungcnn.edge.runtime import ModelError, input_contract
 from lungcnn.trainer.architectures import with_features_output
 from lungcnn.trainer.keras_model import load_keras
 
@@ -22,6 +23,7 @@ class KerasSource:
     run_manifest: dict
     size: int
     data_dir: Path
+    preprocessor: Preprocessor  # the input contract the model was trained with
 
 
 def load_source(model_path: Path, data_dir: Path | None) -> KerasSource:
@@ -40,7 +42,12 @@ def load_source(model_path: Path, data_dir: Path | None) -> KerasSource:
     if folder is None or not Path(folder).is_dir():
         raise ConvertError(f"dataset folder {folder} not found (pass --data DIR)")
     export_model = with_features_output(model, len(run_manifest["class_names"]))
-    return KerasSource(model_path, model, export_model, run_manifest, size, Path(folder))
+    try:
+        preprocessor = input_contract(model_path, run_manifest)
+    except ModelError as error:
+        raise ConvertError(str(error)) from None
+    return KerasSource(model_path, model, export_model, run_manifest, size, Path(folder),
+                       preprocessor)
 
 
 def _check_run_manifest(model_path: Path, run_manifest: dict) -> None:

@@ -33,7 +33,8 @@ def tflite_manifest(
     input_detail, output_detail, features_detail = tensor_details(
         content, len(run["class_names"]), target.name
     )
-    manifest = base_manifest(target, size=source.size, kind="tflite")
+    manifest = base_manifest(target, size=source.size, kind="tflite",
+                             spec=source.preprocessor.spec)
     manifest["class_names"] = list(run["class_names"])
     manifest["input"].update(tensor_summary(input_detail))
     manifest.update(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from lungcnn.edge.contract import resize_gray
+from lungcnn.edge.contract import Preprocessor, model_input_of
 from lungcnn.edge.decode import read_grayscale
 
 JPEG_QUALITY = 50
@@ -33,7 +33,8 @@ ROTATION_DEGREES = 5.0
 # A 16-bit export rarely uses the full 0-65535 range; the contract maps the real range back.
 SIXTEEN_BIT_RANGE = (1000, 41000)
 
-Change = Callable[[np.ndarray, int], np.ndarray]
+# (decoded scan, contract: a Preprocessor or contract 1's input size) -> its model input
+Change = Callable[[np.ndarray, int | Preprocessor], np.ndarray]
 """A change of a full scan: (2-D uint8 gray at its own resolution, size) -> model input."""
 
 
@@ -122,16 +123,17 @@ def reacquisitions(model_input: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _changed(transform: Callable[[Image.Image], Image.Image]) -> Change:
-    def change(gray: np.ndarray, size: int) -> np.ndarray:
-        return resize_gray(np.asarray(transform(Image.fromarray(gray)), dtype=np.uint8), size)
+    def change(gray: np.ndarray, contract: int | Preprocessor) -> np.ndarray:
+        changed = np.asarray(transform(Image.fromarray(gray)), dtype=np.uint8)
+        return model_input_of(changed, contract)
 
     change.__doc__ = transform.__doc__
     return change
 
 
-def original(gray: np.ndarray, size: int) -> np.ndarray:
+def original(gray: np.ndarray, contract: int | Preprocessor) -> np.ndarray:
     """The unchanged scan, for reference."""
-    return resize_gray(gray, size)
+    return model_input_of(gray, contract)
 
 
 def _downscale(image: Image.Image) -> Image.Image:
@@ -140,8 +142,8 @@ def _downscale(image: Image.Image) -> Image.Image:
                                                              Image.Resampling.BILINEAR)
 
 
-def _sixteen_bit(gray: np.ndarray, size: int) -> np.ndarray:
-    return resize_gray(sixteen_bit_export(gray), size)
+def _sixteen_bit(gray: np.ndarray, contract: int | Preprocessor) -> np.ndarray:
+    return model_input_of(sixteen_bit_export(gray), contract)
 
 
 ACQUISITION_CHANGES: dict[str, Change] = {

@@ -1,5 +1,6 @@
 """The adapted model on disk: a copy of the base .tflite (the network is frozen, so the file
-is unchanged), its replay features, and a new manifest carrying the refitted head, the new
+is unchanged) and of its companion files (contract 2's lung segmenter), its replay features,
+and a new manifest carrying the refitted head, the new
 temperature and thresholds, and what they were fitted on ("adaptation": the base model's
 hashes, the site's scans per class), with the site's modes added to the feature distance.
 Written so that a reader never finds a partly written
@@ -19,7 +20,7 @@ from lungcnn.edge.adapt import RULE, Adaptation, AdaptSettings, with_site_modes
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.manifest import manifest_path, sha256_file, write_json_atomic
 from lungcnn.edge.replay import replay_path
-from lungcnn.edge.runtime import ModelError
+from lungcnn.edge.runtime import ModelError, companion_files
 
 
 def adapted_manifest(base: Classifier, adaptation: Adaptation,
@@ -78,11 +79,16 @@ def write_adapted(base: Classifier, manifest: dict, out_dir: Path) -> Path:
         staged = Path(staging) / target.name
         shutil.copyfile(base.model_path, staged)
         shutil.copyfile(replay_path(base.model_path), replay_path(staged))
+        companions = companion_files(base.model_path)  # contract 2: the lung segmenter
+        for path in companions:
+            shutil.copyfile(path, Path(staging) / path.name)
         write_json_atomic(manifest_path(staged), manifest)
         Classifier(staged)  # the manifest is validated as every reader will
         # Killed half-way, the model has no manifest (readers refuse it), never a wrong one.
         manifest_path(target).unlink(missing_ok=True)
         os.replace(staged, target)
         os.replace(replay_path(staged), replay_path(target))
+        for path in companions:
+            os.replace(Path(staging) / path.name, out_dir / path.name)
         os.replace(manifest_path(staged), manifest_path(target))
     return target

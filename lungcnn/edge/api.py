@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lungcnn.edge.contract import resize_gray
-from lungcnn.edge.decode import DecodedScan, ScanError, colourfulness, decode_scan
+from lungcnn.edge.contract import seen_region
+from lungcnn.edge.decode import DecodedScan, ScanError, colourfulness
 from lungcnn.edge.heatmap import (
     DEFAULT_GRID,
     heatmap_caption,
@@ -103,15 +103,18 @@ class Classifier:
         decoded, OSError for `out`."""
         gray, assessment = self._classified(scan)
         if assessment is None:
-            model_input, base = resize_gray(gray, self.input_size), None
+            prepared = self._model.prepare(gray)
+            model_input, field, base = prepared.model_input, prepared.lung_field, None
         else:
-            model_input, base = assessment.model_input, assessment.raw_probabilities
+            model_input, field = assessment.model_input, assessment.lung_field
+            base = assessment.raw_probabilities
         drops, target, base = occlusion_heatmap(self._model, model_input, grid, base=base)
+        shown = seen_region(gray, self._model.spec, field)
         if out is not None:
             caption = heatmap_caption(Path(name) if name is not None else _name_of(scan),
                                       self.class_names[target], base[target], grid)
-            save_overlay(out, gray, drops, caption)
-        return overlay(gray, drops)
+            save_overlay(out, shown, drops, caption)
+        return overlay(shown, drops)
 
     def _classified(self, scan: Scan) -> tuple[np.ndarray, Assessment | None]:
         reference, assessment = self._last
@@ -119,13 +122,12 @@ class Classifier:
             return scan, assessment
         return self.decode(scan).gray, None
 
-    @staticmethod
-    def decode(scan: Scan) -> DecodedScan:
-        """The scan's grayscale pixels and colourfulness, from one decode (raises
-        `edge.decode.ScanError`)."""
+    def decode(self, scan: Scan) -> DecodedScan:
+        """The scan's grayscale pixels and colourfulness, from one decode at the scale the
+        model's contract needs (raises `edge.decode.ScanError`)."""
         if isinstance(scan, np.ndarray):
             return _array_to_gray(scan)
-        return decode_scan(scan)
+        return self._model.preprocessor.decode(scan)
 
 
 def _name_of(scan: Scan) -> Path:

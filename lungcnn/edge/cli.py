@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from lungcnn.edge.api import BUNDLED_MODEL, Classifier
-from lungcnn.edge.decode import DecodedScan, ScanError, decode_scan, file_problem
+from lungcnn.edge.decode import DecodedScan, ScanError, file_problem
 from lungcnn.edge.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -192,7 +192,7 @@ def classify_item(classifier: Classifier, item: InputItem,
     if item.error is not None:
         return ScanResult(item.path, error=item.error)
     try:
-        scan = decode_scan(item.path)
+        scan = classifier.decode(item.path)
     except ScanError as error:
         return ScanResult(item.path, error=str(error))
     result = classifier.classify_gray(scan.gray, item.path, scan.colourfulness)

@@ -71,20 +71,22 @@ class DecodedScan:
     colourfulness: float = 0.0
 
 
-def decode_scan(source: str | Path | bytes) -> DecodedScan:
+def decode_scan(source: str | Path | bytes, min_side: int | None = None) -> DecodedScan:
     """Decode any supported scan, a file or its bytes (an upload). The format is recognised by
-    content, not by extension. Raises ScanError."""
+    content, not by extension. With `min_side`, a scan whose shorter side is at least twice
+    that is decoded at a reduced scale (JPEG's DCT scaling, else Pillow's box `reduce`) whose
+    shorter side is still at least `min_side`. Raises ScanError."""
     if isinstance(source, bytes):
         if not source:
             raise ScanError("empty file")
-        return _decode_stream(io.BytesIO(source))
+        return _decode_stream(io.BytesIO(source), min_side)
     with open_scan_file(Path(source)) as handle:
-        return _decode_stream(handle)
+        return _decode_stream(handle, min_side)
 
 
-def read_grayscale(source: str | Path | bytes) -> np.ndarray:
-    """`decode_scan(source).gray`: the scan as a 2-D uint8 grayscale array."""
-    return decode_scan(source).gray
+def read_grayscale(source: str | Path | bytes, min_side: int | None = None) -> np.ndarray:
+    """`decode_scan(source, min_side).gray`: the scan as a 2-D uint8 grayscale array."""
+    return decode_scan(source, min_side).gray
 
 
 def is_image_file(path: Path) -> bool:
@@ -148,25 +150,27 @@ def os_error_reason(error: OSError) -> str:
     return f"cannot read: {error.strerror or first_line(error)}"
 
 
-def _decode_stream(handle: BinaryIO) -> DecodedScan:
+def _decode_stream(handle: BinaryIO, min_side: int | None = None) -> DecodedScan:
     head = handle.read(_DICOM_MAGIC_OFFSET + 4)
     if not head:
         raise ScanError("empty file")
     handle.seek(0)
     if _is_dicom(head):
-        return DecodedScan(read_dicom(handle))
-    return _decode_with_pillow(handle)
+        return DecodedScan(_reduced(read_dicom(handle), min_side))
+    return _decode_with_pillow(handle, min_side)
 
 
 def _is_dicom(head: bytes) -> bool:
     return head[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def _decode_with_pillow(handle: BinaryIO) -> DecodedScan:
+def _decode_with_pillow(handle: BinaryIO, min_side: int | None) -> DecodedScan:
     try:
         # Pillow's own bomb check (above MAX_PIXELS) warns at open; check_pixel_limit refuses.
         with decoder_warnings_silenced, Image.open(handle, formats=PILLOW_FORMATS) as image:
             check_pixel_limit(image.size)
+            if min_side and image.format == "JPEG" and image.mode in ("L", "RGB"):
+                image.draft(image.mode, _reduced_size(image.size, min_side))
             with DECODE_MEMORY.held(_decode_bytes(image)):
                 image.load()
                 orientation = image.getexif().get(_ORIENTATION_TAG)
@@ -184,7 +188,22 @@ def _decode_with_pillow(handle: BinaryIO) -> DecodedScan:
         raise ScanError("permission denied") from None
     except Exception as error:  # decoders raise many types on bad data (struct.error, ...)
         raise ScanError(f"corrupt or truncated image ({first_line(error)})") from None
-    return DecodedScan(_oriented(gray, orientation), colour)
+    return DecodedScan(_reduced(_oriented(gray, orientation), min_side), colour)
+
+
+def _reduced_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
+    """The smallest size of `size`'s proportions whose shorter side is `min_side`."""
+    scale = min_side / min(size)
+    return (min(size[0], -int(-size[0] * scale // 1)), min(size[1], -int(-size[1] * scale // 1)))
+
+
+def _reduced(gray: np.ndarray, min_side: int | None) -> np.ndarray:
+    """`gray` box-reduced by the largest whole factor that keeps its shorter side at least
+    `min_side`."""
+    factor = min(gray.shape) // min_side if min_side else 1
+    if factor < 2:
+        return gray
+    return np.asarray(Image.fromarray(gray).reduce(factor), dtype=np.uint8)
 
 
 def _decode_bytes(image: Image.Image) -> int:

@@ -111,14 +111,16 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def base_manifest(model_file: str | Path, *, size: int, kind: str) -> dict:
-    """The fields every manifest carries; stages add their own sections to it."""
+def base_manifest(model_file: str | Path, *, size: int, kind: str,
+                  spec: ScanSpec | None = None) -> dict:
+    """The fields every manifest carries (the input contract: `spec`, default contract 1 at
+    `size`); stages add their own sections to it."""
     return {
         "format": MANIFEST_FORMAT,
         "kind": kind,
         "model_file": Path(model_file).name,
         "class_names": list(CLASS_NAMES),
-        "input": ScanSpec(size).to_json(),
+        "input": (spec or ScanSpec(size)).to_json(),
     }
 
 

@@ -2,7 +2,8 @@
 parity and benchmarks. `edge.runtime.TFLiteClassifier` implements it on the device;
 `trainer.keras_model.KerasModel` for a Keras model.
 
-A model takes a uint8 batch (n, input_size, input_size, 1) of raw 0-255 pixels (the data
+A model makes its own inputs from decoded scans (`prepare`: the data contract its manifest
+names) and takes a uint8 batch (n, input_size, input_size, 1) of raw 0-255 pixels (the data
 contract's model input) and returns, from a single invoke, the class probabilities (n,
 classes) and its feature vectors (n, dim), or None for a model without a features output.
 """
@@ -13,10 +14,13 @@ from typing import Protocol
 
 import numpy as np
 
+from lungcnn.edge.contract import Prepared, Preprocessor
+
 
 class Model(Protocol):
     class_names: tuple[str, ...]
     input_size: int
+    preprocessor: Preprocessor  # the input contract: decode scale, segmenter
 
     @property
     def features_dim(self) -> int | None:
@@ -24,6 +28,13 @@ class Model(Protocol):
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities, features or None) of a uint8 batch, from one invoke."""
+
+    def prepare(self, gray: np.ndarray) -> Prepared:
+        """The model input of a decoded 2-D uint8 scan, under the model's input contract
+        (`edge.contract.prepare`), with the lung field it was cropped to (contract 2)."""
+
+    def model_input(self, gray: np.ndarray) -> np.ndarray:
+        """`prepare(gray).model_input`."""
 
 
 def run_all(model: Model, inputs, chunk: int = 16) -> tuple[np.ndarray, np.ndarray | None]:

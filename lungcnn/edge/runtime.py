@@ -9,31 +9,26 @@ interpreter's tensor details, so int8, uint8 and float32 models all take raw 0-2
 from __future__ import annotations
 
 import copy
-import importlib
-import os
-import sys
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.errors import first_line
+from lungcnn.edge.contract import Prepared, Preprocessor, ScanSpec
 from lungcnn.edge.head import Head
+from lungcnn.edge.interpreter import (
+    ModelError,
+    dequantize,
+    interpreter_class,
+    open_interpreter,
+    quantize,
+)
 from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, sha256_file
+from lungcnn.edge.segmenter import LungSegmenter
 from lungcnn.edge.trust import TrustSettings
 
-_RUNTIMES = (
-    ("ai_edge_litert.interpreter", "Interpreter"),
-    ("tflite_runtime.interpreter", "Interpreter"),
-    ("tensorflow", "lite.Interpreter"),
-)
-_TFLITE_MAGIC = b"TFL3"  # FlatBuffer file identifier, bytes 4-8 of every .tflite file
-
-
-class ModelError(ValueError):
-    """A model that cannot be used: missing, not TFLite, or not matching its manifest."""
+__all__ = ["ModelError", "Prediction", "TFLiteClassifier", "companion_files", "input_contract",
+           "interpreter_class", "split_outputs"]
 
 
 @dataclass(frozen=True)
@@ -41,19 +36,6 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
-
-
-def interpreter_class():
-    """The first TFLite Interpreter class available; TensorFlow is the last resort."""
-    for module_name, attribute_path in _RUNTIMES:
-        try:
-            found = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for attribute in attribute_path.split("."):
-            found = getattr(found, attribute)
-        return found
-    raise ModelError("no TFLite runtime installed: pip install ai-edge-litert")
 
 
 class TFLiteClassifier:
@@ -68,8 +50,9 @@ class TFLiteClassifier:
         self.manifest = _read_model_manifest(self.model_path)
         self.class_names: tuple[str, ...] = tuple(self.manifest["class_names"])
         self.input_size: int = self.manifest["input"]["size"]
+        self.preprocessor = input_contract(self.model_path, self.manifest, threads)
         self._threads = threads
-        self._interpreter = _open_interpreter(self.model_path, threads)
+        self._interpreter = open_interpreter(self.model_path, threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output, self._features_output = split_outputs(
             self._interpreter.get_output_details(), len(self.class_names), self.model_path
@@ -84,9 +67,21 @@ class TFLiteClassifier:
         """The same model, manifest and settings with an interpreter of its own, for another
         thread (an interpreter must not be shared between threads)."""
         twin = copy.copy(self)
-        twin._interpreter = _open_interpreter(self.model_path, self._threads)
+        twin._interpreter = open_interpreter(self.model_path, self._threads)
         twin._batch = int(self._input["shape"][0])
+        twin.preprocessor = self.preprocessor.replica()
         return twin
+
+    @property
+    def spec(self) -> ScanSpec:
+        return self.preprocessor.spec
+
+    def prepare(self, gray: np.ndarray) -> Prepared:
+        """The model input of a decoded scan under this model's contract."""
+        return self.preprocessor.prepare(gray)
+
+    def model_input(self, gray: np.ndarray) -> np.ndarray:
+        return self.prepare(gray).model_input
 
     def _trust_settings(self) -> TrustSettings:
         where = manifest_path(self.model_path)
@@ -152,7 +147,7 @@ class TFLiteClassifier:
         return self._read(self._output), None if features is None else self._read(features)
 
     def _read(self, detail: dict) -> np.ndarray:
-        return _dequantize(self._interpreter.get_tensor(detail["index"]), detail)
+        return dequantize(self._interpreter.get_tensor(detail["index"]), detail)
 
     def prediction(self, probabilities: np.ndarray, label: int | None = None) -> Prediction:
         """The labelled Prediction of probabilities this model already computed (`label`:
@@ -167,17 +162,7 @@ class TFLiteClassifier:
         )
 
     def _quantize(self, batch: np.ndarray) -> np.ndarray:
-        dtype = self._input["dtype"]
-        scale, zero_point = self._input["quantization"]
-        if batch.dtype == dtype and (not scale or (scale == 1.0 and zero_point == 0)):
-            return batch  # raw pixels are already what the model takes
-        pixels = batch.astype(np.float32)
-        if np.issubdtype(dtype, np.integer):
-            if scale:
-                pixels = np.round(pixels / scale + zero_point)
-            limits = np.iinfo(dtype)
-            pixels = np.clip(pixels, limits.min, limits.max)
-        return pixels.astype(dtype)
+        return quantize(batch, self._input)
 
     def _check_against_manifest(self) -> None:
         expected_sha256 = self.manifest.get("tflite_sha256")
@@ -226,11 +211,36 @@ def split_outputs(details: list[dict], classes: int, model_path: Path) -> tuple[
     return probabilities[0], (others[0] if others else None)
 
 
-def _dequantize(raw: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero_point = detail["quantization"]
-    if np.issubdtype(raw.dtype, np.integer) and scale:
-        return (raw.astype(np.float32) - zero_point) * scale
-    return raw.astype(np.float32)
+def input_contract(model_path: Path, manifest: dict, threads: int | None = None) -> Preprocessor:
+    """The model's input contract, with under contract 2 its segmenter (beside the model,
+    checked against the hash the manifest gives). Raises ModelError."""
+    try:
+        spec = ScanSpec.from_json(manifest["input"])
+    except ValueError as error:
+        raise ModelError(f"{manifest_path(model_path)}: {error}") from None
+    if spec.lung_field is None:
+        return Preprocessor(spec)
+    return Preprocessor(spec, LungSegmenter(model_path.parent / spec.lung_field.segmenter,
+                                            threads, spec.lung_field.segmenter_sha256))
+
+
+def companion_files(model_path: str | Path) -> tuple[Path, ...]:
+    """What a model needs beside itself and its manifest: under contract 2 its lung-field
+    segmenter and the segmenter's manifest (none under contract 1). Raises ModelError."""
+    model_path = Path(model_path)
+    lung_field = input_contract_spec(model_path).lung_field
+    if lung_field is None:
+        return ()
+    segmenter = model_path.parent / lung_field.segmenter
+    return (segmenter, segmenter.with_suffix(".json"))
+
+
+def input_contract_spec(model_path: Path) -> ScanSpec:
+    manifest = _read_model_manifest(model_path)
+    try:
+        return ScanSpec.from_json(manifest["input"])
+    except ValueError as error:
+        raise ModelError(f"{manifest_path(model_path)}: {error}") from None
 
 
 def _read_model_manifest(model_path: Path) -> dict:
@@ -242,47 +252,3 @@ def _read_model_manifest(model_path: Path) -> dict:
         raise ModelError(str(error)) from None
 
 
-def _open_interpreter(model_path: Path, threads: int | None):
-    try:
-        with model_path.open("rb") as stream:
-            head = stream.read(8)
-    except OSError as error:
-        raise ModelError(f"{model_path}: cannot read model ({error.strerror or error})") from None
-    if head[4:8] != _TFLITE_MAGIC:
-        raise ModelError(f"{model_path}: not a TFLite model file")
-    interpreter_type = interpreter_class()
-    native_log: list[str] = []
-    with _native_stderr_captured(native_log):
-        try:
-            interpreter = interpreter_type(model_path=str(model_path), num_threads=threads)
-            interpreter.allocate_tensors()
-        except Exception as error:  # the runtimes raise ValueError/RuntimeError with long texts
-            failure = first_line(error)
-        else:
-            return interpreter
-    details = _last_line("".join(native_log))
-    reason = f"{failure}: {details}" if details else failure
-    raise ModelError(f"{model_path}: cannot load TFLite model ({reason})")
-
-
-@contextmanager
-def _native_stderr_captured(lines: list[str]):
-    """Capture into `lines` what the C++ runtime prints on file descriptor 2 while loading a
-    model: its INFO chatter would pollute every run, and on failure its last line is the
-    real reason."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.append(sink.read().decode(errors="replace"))
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""

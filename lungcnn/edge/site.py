@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from lungcnn.edge.api import Classifier
-from lungcnn.edge.contract import resize_gray
 from lungcnn.edge.decode import ScanError
 from lungcnn.edge.inputs import folder_items
 
@@ -88,11 +87,6 @@ def _from_csv(csv_path: Path, class_names: Sequence[str]) -> list[SiteScan]:
     return scans
 
 
-def model_input(classifier: Classifier, gray: np.ndarray) -> np.ndarray:
-    # Shim until contract v2's Classifier.model_input is merged from main.
-    return resize_gray(gray, classifier.input_size)
-
-
 def site_features(classifier: Classifier, scans: Sequence[SiteScan],
                   progress: Callable[[int], None] = lambda done: None) -> np.ndarray:
     """The model's features of each scan, (scans, dim); the first scan that cannot be read
@@ -111,7 +105,8 @@ def site_outputs(classifier: Classifier, scans: Sequence[SiteScan],
             gray = classifier.decode(scan.path).gray
         except ScanError as error:
             raise SiteError(f"{scan.path}: {error}") from None
-        probabilities, features = classifier.runtime.run(model_input(classifier, gray)[None])
+        model = classifier.runtime
+        probabilities, features = model.run(model.model_input(gray)[None])
         rows.append((probabilities[0], features[0]))
         progress(done)
     return (np.stack([p for p, _ in rows]).astype(np.float64),

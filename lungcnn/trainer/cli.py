@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from lungcnn.edge.errors import EXIT_FAILED, NOTICE, fail, print_error
+from lungcnn.edge.interpreter import ModelError
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import DatasetError, UnreadableScans, default_data_dir
 from lungcnn.trainer.metrics import format_with_ci
@@ -81,6 +82,14 @@ def train_command(
         list[str] | None,
         typer.Option(metavar="SOURCE", help="Leave out every scan of this source (repeatable)."),
     ] = None,
+    exclude_finding: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="VALUE",
+            help="Leave out every scan whose manifest `finding` is VALUE, e.g. nodule "
+            "(repeatable).",
+        ),
+    ] = None,
     balance_sources: Annotated[
         bool | None,
         typer.Option(
@@ -93,6 +102,30 @@ def train_command(
         int | None,
         typer.Option(
             min=8, help="Input side in pixels (recipe: the architecture's, 512 for reference)."
+        ),
+    ] = None,
+    lung_field: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="SEGMENTER", help="Input contract 2: the model sees the lung field this "
+            "segmenter (.tflite from `lungcnn segmenter`) finds, cropped with a margin. "
+            "(default: contract 1, the whole scan)"
+        ),
+    ] = None,
+    equalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--equalize/--no-equalize",
+            help="Contract 2: histogram-equalise the lung-field crop. (default: on)",
+            show_default=False,
+        ),
+    ] = None,
+    mask_outside: Annotated[
+        bool | None,
+        typer.Option(
+            "--mask-outside/--no-mask-outside",
+            help="Contract 2: set what lies outside the (dilated) lungs to black. (default: off)",
+            show_default=False,
         ),
     ] = None,
     overwrite: Annotated[
@@ -125,7 +158,11 @@ def train_command(
         "limit_per_class": limit_per_class,
         "input_size": size,
         "exclude_sources": tuple(exclude_source) if exclude_source else None,
+        "exclude_findings": tuple(exclude_finding) if exclude_finding else None,
         "balance_sources": balance_sources,
+        "lung_field": str(lung_field) if lung_field else None,
+        "equalize": equalize,
+        "mask_outside": mask_outside,
     }
     try:
         config = replace(
@@ -148,7 +185,7 @@ def train_command(
 
     try:
         result = train_run(spec, config, data_dirs, run_dir)
-    except DatasetError as error:
+    except (DatasetError, ModelError) as error:
         fail(str(error))
     except UnreadableScans as error:
         for rel_path, reason in error.failures:

@@ -56,9 +56,17 @@ class TrainConfig:
     dedup: bool = False  # drop validation files byte-identical to a training file
     limit_per_class: int | None = None  # small subsets for fast tests
     exclude_sources: tuple[str, ...] = ()  # sources left out entirely (leave-one-source-out)
+    exclude_findings: tuple[str, ...] = ()  # scans with these manifest findings left out
     # Weight each training scan by 1 / (scans of its source and class), so every
     # source-class pair weighs the same in the loss and no source dominates a class.
     balance_sources: bool = False
+    # Contract 2: the lung-field segmenter (.tflite with its manifest) whose crop the model
+    # sees, the margin around the lung box, whether the crop is equalised and whether what lies
+    # outside the lungs is masked; None: contract 1.
+    lung_field: str | None = None
+    lung_margin: float = 0.08
+    equalize: bool = True
+    mask_outside: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
 
     def __post_init__(self) -> None:
@@ -83,3 +91,10 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def keeps(self, sample) -> bool:
+        """Whether a scan (trainer.dataset.Sample) is used: not of an excluded source or
+        finding."""
+        return sample.source not in self.exclude_sources and (
+            sample.finding not in self.exclude_findings
+        )

@@ -49,7 +49,7 @@ def check_command(
 ) -> None:
     """Report counts, unreadable files, duplicates and train/test leaks.
 
-    Decodes every file; counts scans per split, source, class and age group;
+    Decodes every file; counts scans per split, source, class, age group and finding;
     lists exact duplicates (identical bytes) and near duplicates (the same
     picture re-encoded, resized or re-windowed) within and across splits,
     sources and datasets, and the test files that copy a train file.
@@ -117,7 +117,7 @@ def _duplicate_record(duplicate, by_path: dict) -> dict:
 def format_report(report: dict) -> str:
     lines = [f"Dataset: {report['root']}", ""]
     lines += _count_table(report["counts"])
-    lines += ["", "Scans per source (class/age group):"]
+    lines += ["", "Scans per source (class/age group/finding, where a manifest gives one):"]
     lines += [f"  {split:<6}{source:<18}" + ", ".join(f"{k} {v}" for k, v in cells.items())
               for split, by in report["counts_by_source"].items()
               for source, cells in by.items()]

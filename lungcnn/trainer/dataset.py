@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from lungcnn.edge.contract import CLASS_NAMES, resize_gray
+from lungcnn.edge.contract import CLASS_NAMES, Preprocessor, ScanSpec, resize_gray
 from lungcnn.edge.decode import ScanError, is_image_file, read_grayscale
 
 SPLITS = ("train", "test")
@@ -52,6 +52,7 @@ class Sample:
     source: str = "unknown"  # where the scan comes from (trainer.datasets)
     age_group: str = "unknown"  # adult, pediatric or unknown
     split: str = "train"  # train (the pool validation is carved from) or test
+    finding: str = ""  # a manifest's `finding` (e.g. nodule); blank when it has none
 
     @property
     def class_name(self) -> str:
@@ -68,7 +69,8 @@ class Fingerprint:
 
 @dataclass(frozen=True)
 class DecodedScans:
-    """Scans decoded once: images exactly as edge.contract.load_scan returns them."""
+    """Scans decoded once: images exactly as the model's contract (`edge.contract.prepare`)
+    makes them."""
 
     samples: list[Sample]
     images: np.ndarray  # (n, size, size, 1) uint8, raw 0-255
@@ -132,19 +134,25 @@ def label_of(rel_path: str, class_names: Sequence[str] = CLASS_NAMES) -> int:
     return list(class_names).index(folder)
 
 
-def decode_scans(root: str | Path, samples: Sequence[Sample], size: int) -> DecodedScans:
-    """Decode each file once into its model input and its fingerprint.
+def decode_scans(root: str | Path, samples: Sequence[Sample],
+                 contract: int | Preprocessor) -> DecodedScans:
+    """Decode each file once into its model input under `contract` (a Preprocessor, or the
+    input size of contract 1) and its fingerprint.
 
     Raises UnreadableScans listing every file that failed (after trying all of them)."""
     root = Path(root)
+    if isinstance(contract, int):
+        contract = Preprocessor(ScanSpec(contract))
+    size = contract.spec.size
     images, fingerprints, failures = [], [], []
     for sample in samples:
         try:
-            gray, fingerprint = _read_with_fingerprint(root / sample.rel_path)
+            gray, fingerprint = _read_with_fingerprint(root / sample.rel_path,
+                                                       contract.spec.decode_side)
         except ScanError as error:
             failures.append((sample.rel_path, str(error)))
             continue
-        images.append(resize_gray(gray, size))  # exactly edge.contract.load_scan(path, size)
+        images.append(contract.prepare(gray).model_input)  # exactly what the device feeds
         fingerprints.append(fingerprint)
     if failures:
         raise UnreadableScans(failures)
@@ -243,6 +251,7 @@ def _thumbnail_matrix(prints: Sequence[Fingerprint]) -> np.ndarray:
     return np.stack([p.thumbnail for p in prints])
 
 
-def _read_with_fingerprint(path: Path) -> tuple[np.ndarray, Fingerprint]:
-    gray = read_grayscale(path)  # raises ScanError with a one-line reason
+def _read_with_fingerprint(path: Path, decode_side: int | None = None
+                           ) -> tuple[np.ndarray, Fingerprint]:
+    gray = read_grayscale(path, decode_side)  # raises ScanError with a one-line reason
     return gray, fingerprint(path.read_bytes(), gray)

@@ -5,7 +5,8 @@ A dataset is one of:
   its age group "unknown");
 - a folder holding `manifest.csv`, or that CSV itself: one row per scan with the columns
   `file` (relative to the CSV's folder) and `label` (a class name), and optionally `source`,
-  `age_group` and `split` (`train` or `test`; default `train`). Other columns are ignored.
+  `age_group`, `split` (`train` or `test`; default `train`) and `finding` (e.g. `nodule`;
+  default blank). Other columns are ignored.
 
 `lungcnn train --data A --data B` combines datasets: each keeps its name (its folder's), and
 the run reads them through RUN_DIR/data/<name>, a link to each dataset, so that every stage
@@ -91,12 +92,13 @@ def provenance(samples: Sequence[Sample]) -> dict[str, list[str]]:
 
 
 def counts_by_source(splits: dict[str, Sequence[Sample]]) -> dict:
-    """{split: {source: {"<class>/<age group>": scans}}}, sorted."""
+    """{split: {source: {"<class>/<age group>[/<finding>]": scans}}}, sorted; the finding
+    part only for scans that have one."""
     counts: dict = {}
     for split, samples in splits.items():
         for s in samples:
             cell = counts.setdefault(split, {}).setdefault(s.source, {})
-            key = f"{CLASS_NAMES[s.label]}/{s.age_group}"
+            key = "/".join(filter(None, (CLASS_NAMES[s.label], s.age_group, s.finding)))
             cell[key] = cell.get(key, 0) + 1
     return {split: {source: dict(sorted(cells.items())) for source, cells in sorted(by.items())}
             for split, by in counts.items()}
@@ -140,6 +142,7 @@ def _sample(csv_path: Path, line: int, row: dict) -> Sample:
         source=(row.get("source") or "").strip() or csv_path.parent.name,
         age_group=(row.get("age_group") or "").strip() or UNKNOWN,
         split=split,
+        finding=(row.get("finding") or "").strip(),
     )
 
 

@@ -33,7 +33,7 @@ from lungcnn.trainer.provenance import (
     read_sums,
     write_copy,
 )
-from lungcnn.trainer.reencode import EncodeError, pixel_sha256, reencode
+from lungcnn.trainer.reencode import EncodeError, lung_mask, pixel_sha256, reencode
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 # The fetchable datasets of a source checkout: data/<name>/manifest.csv.
@@ -239,7 +239,8 @@ def _fetch_entry(entry: Entry, out_dir: Path, options: FetchOptions, recorded: d
                 f"origin checksum mismatch (got {origin[:12]}..., manifest "
                 f"{entry.origin_sha256[:12]}...); not kept"
             )
-        stored = reencode(part.read_bytes())
+        original = part.read_bytes()
+        stored = lung_mask(original, entry.lung_values) if entry.lung_values else reencode(original)
         _check_stored(entry, stored.data, stored.suffix, stored.sha256)
         with open(part, "wb") as out:
             out.write(stored.data)

@@ -14,16 +14,29 @@ import numpy as np
 
 from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import ManifestError, read_manifest
-from lungcnn.edge.runtime import ModelError
+from lungcnn.edge.contract import Prepared, Preprocessor, ScanSpec
+from lungcnn.edge.runtime import ModelError, input_contract
 from lungcnn.trainer.architectures import with_features_output
 
 
 class KerasModel:
-    def __init__(self, model, class_names, input_size: int | None = None):
+    def __init__(self, model, class_names, input_size: int | None = None,
+                 preprocessor: Preprocessor | None = None):
         self.keras_model = model
         self.class_names: tuple[str, ...] = tuple(class_names)
         self.input_size: int = input_size or int(model.input_shape[1])
+        self.preprocessor = preprocessor or Preprocessor(ScanSpec(self.input_size))
         self._both = with_features_output(model, len(self.class_names))
+
+    @property
+    def spec(self) -> ScanSpec:
+        return self.preprocessor.spec
+
+    def prepare(self, gray: np.ndarray) -> Prepared:
+        return self.preprocessor.prepare(gray)
+
+    def model_input(self, gray: np.ndarray) -> np.ndarray:
+        return self.prepare(gray).model_input
 
     @property
     def features_dim(self) -> int | None:
@@ -61,4 +74,6 @@ def open_keras_model(model_path: str | Path) -> KerasModel:
         manifest = read_manifest(model_path)
     except ManifestError as error:
         raise ModelError(str(error)) from None
-    return KerasModel(load_keras(model_path), manifest["class_names"], manifest["input"]["size"])
+    preprocessor = input_contract(Path(model_path), manifest)
+    return KerasModel(load_keras(model_path), manifest["class_names"], preprocessor.spec.size,
+                      preprocessor)

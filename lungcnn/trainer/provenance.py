@@ -6,7 +6,9 @@ A fetchable dataset is a folder (data/<name>/ in this repository) holding
   metadata, and where it comes from (`origin_repo` at `origin_commit`, `origin_path`, the
   original's `origin_sha256`) plus the SHA-256 and size of the stored (re-encoded) file;
 * `masks.csv` (optional): one row per mask, MASK_COLUMNS; the original's checksum is not
-  known, so a mask is checked by the stored file's `sha256` or its decoded `pixel_sha256`;
+  known, so a mask is checked by the stored file's `sha256` or its decoded `pixel_sha256`.
+  `lung_values` blank: the original's pixels are kept; else the listed gray values (e.g.
+  `150 200`, right and left lung) become 255 and every other value 0;
 * `README.md` (optional): licenses and attribution, copied next to the fetched files.
 """
 
@@ -27,10 +29,11 @@ from PIL import Image
 IMAGE_COLUMNS = (
     "file", "label", "source", "age_group", "view", "sex", "age", "license",
     "origin_repo", "origin_commit", "origin_path", "origin_sha256", "sha256", "width", "height",
+    "finding",
 )  # fmt: skip
 MASK_COLUMNS = (
     "file", "image", "source", "license", "origin_repo", "origin_commit", "origin_path",
-    "sha256", "pixel_sha256", "width", "height",
+    "sha256", "pixel_sha256", "width", "height", "lung_values",
 )  # fmt: skip
 SUMS_NAME = "SHA256SUMS"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -55,6 +58,7 @@ class Entry:
     origin_sha256: str  # "" when not known (masks)
     sha256: str  # of the stored file in the curated copy
     pixel_sha256: str = ""  # of its decoded pixels (masks)
+    lung_values: tuple[int, ...] = ()  # masks: values that become 255, others 0 (): kept
     row: Mapping[str, str] = field(default_factory=dict)  # manifest row of an image
 
 
@@ -191,8 +195,16 @@ def _entry(path: Path, line: int, row: dict, top: str) -> Entry:
         origin_sha256=values.get("origin_sha256", ""),
         sha256=values["sha256"],
         pixel_sha256=values.get("pixel_sha256", ""),
+        lung_values=_lung_values(where, file, values.get("lung_values", "")),
         row={c: values[c] for c in IMAGE_COLUMNS} if top == "images" else {},
     )
+
+
+def _lung_values(where: str, file: str, text: str) -> tuple[int, ...]:
+    values = text.split()
+    if not all(v.isdigit() and int(v) <= 255 for v in values):
+        raise ManifestError(f"{where}: {file}: bad lung_values {text!r} (gray values 0-255)")
+    return tuple(int(v) for v in values)
 
 
 def _check_file(where: str, file: str, top: str, values: dict) -> None:

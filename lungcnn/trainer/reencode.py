@@ -9,7 +9,9 @@ copy matches the curated one:
   opaque, otherwise the image's own mode (palette images are expanded to RGB/RGBA first);
 * JPEG (and MPO, a JPEG with extra frames) becomes JPEG quality JPEG_QUALITY, grayscale when
   the RGB channels differ by at most GRAY_TOLERANCE levels;
-* any other format (WebP) becomes PNG under the PNG rules.
+* any other format (WebP) becomes PNG under the PNG rules;
+* a label mask whose lung labels are listed (masks.csv `lung_values`) becomes an 8-bit PNG,
+  255 where the original's gray value is one of them, 0 elsewhere (lung_mask).
 
 The real format decides, not the file name. Pillow's default encoder settings are used, and
 the image's own metadata that Pillow carries over (a JPEG comment, a PNG ICC profile) is kept.
@@ -66,6 +68,16 @@ def reencode(original: bytes) -> Encoded:
     else:
         image.save(out, "PNG")
     return Encoded(out.getvalue(), ".jpg" if as_jpeg else ".png", *image.size, resized)
+
+
+def lung_mask(original: bytes, lung_values: tuple[int, ...]) -> Encoded:
+    """The binary lung mask (0 / 255, 8-bit PNG) of a label mask whose lungs are LUNG_VALUES."""
+    image, _ = _decode(original)
+    labels = np.asarray(image.convert("L"))
+    mask = Image.fromarray(np.where(np.isin(labels, lung_values), 255, 0).astype(np.uint8))
+    out = io.BytesIO()
+    mask.save(out, "PNG")
+    return Encoded(out.getvalue(), ".png", *mask.size, resized=False)
 
 
 def pixel_sha256(data: bytes) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lungcnn.edge.contract import LungFieldInput, Preprocessor, ScanSpec
+from lungcnn.edge.segmenter import LungSegmenter
 from lungcnn.edge.manifest import base_manifest, library_versions, sha256_file, write_json_atomic
 from lungcnn.trainer.architectures import ArchSpec
 from lungcnn.trainer.config import TrainConfig
@@ -47,6 +49,7 @@ class PreparedData:
     val: DecodedScans
     test: DecodedScans
     test_dedup: list[Sample]  # test samples with no exact or near duplicate in the pool
+    preprocessor: Preprocessor
 
     def split_lists(self) -> dict[str, list[str]]:
         return {
@@ -73,16 +76,18 @@ def prepare_data(data_dirs: Sequence[Path], config: TrainConfig, link_dir: Path)
     """Decode every scan used once. Validation is carved out of every dataset's train pool
     (stratified by source and class, duplicates kept on one side); test is the datasets'
     `test` scans, and its leak check compares it with the whole pool. Scans of
-    `config.exclude_sources` are left out entirely.
+    `config.exclude_sources`, and scans whose finding is in `config.exclude_findings`, are
+    left out entirely.
 
     Raises DatasetError (layout) or UnreadableScans."""
     datasets = [read_dataset(path) for path in data_dirs]
     root, samples = combine(datasets, link_dir)
-    samples = [s for s in samples if s.source not in config.exclude_sources]
+    samples = [s for s in samples if config.keeps(s)]
     all_train = [s for s in samples if s.split == "train"]
     pool = limit_per_class(all_train, config.limit_per_class)
     test = limit_per_class([s for s in samples if s.split == "test"], config.limit_per_class)
-    decoded = decode_scans(root, pool + test, config.input_size)
+    preprocessor = preprocessor_for(config)
+    decoded = decode_scans(root, pool + test, preprocessor)
     prints = {s.rel_path: p for s, p in zip(decoded.samples, decoded.fingerprints)}
     others, failures = fingerprint_files(
         root, [s.rel_path for s in all_train if s.rel_path not in prints]
@@ -106,7 +111,20 @@ def prepare_data(data_dirs: Sequence[Path], config: TrainConfig, link_dir: Path)
         val=_subset(decoded, val),
         test=_subset(decoded, test),
         test_dedup=[s for s in test if s.rel_path not in leaks],
+        preprocessor=preprocessor,
     )
+
+
+def preprocessor_for(config: TrainConfig) -> Preprocessor:
+    """The input contract of the recipe: contract 2 with `config.lung_field`'s segmenter,
+    else contract 1. Raises ModelError for an unusable segmenter."""
+    if config.lung_field is None:
+        return Preprocessor(ScanSpec(config.input_size))
+    segmenter = LungSegmenter(config.lung_field)
+    lung_field = LungFieldInput(segmenter.model_path.name, segmenter.sha256,
+                                config.lung_margin, config.equalize, config.mask_outside)
+    return Preprocessor(ScanSpec(config.input_size, lung_field), segmenter)
+
 
 
 def train_run(
@@ -138,6 +156,8 @@ def train_run(
         },
     }
     run_dir.mkdir(parents=True, exist_ok=True)
+    if data.preprocessor.segmenter is not None:  # contract 2: it travels with the model
+        data.preprocessor.segmenter.copy_to(run_dir)
     model_path = _save_model_atomic(fitted.model, run_dir / "model.keras")
     write_json_atomic(run_dir / "manifest.json", _manifest(arch, config, data, model_path))
     write_json_atomic(run_dir / "history.json", fitted.history)
@@ -154,7 +174,8 @@ def train_run(
 
 def _manifest(arch: ArchSpec, config: TrainConfig, data: PreparedData, model_path: Path) -> dict:
     split = data.split_lists()
-    manifest = base_manifest(model_path, size=config.input_size, kind="keras")
+    manifest = base_manifest(model_path, size=config.input_size, kind="keras",
+                             spec=data.preprocessor.spec)
     manifest.update(
         {
             "arch": arch.name,

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from lungcnn.trainer.config import TrainConfig
 from lungcnn.trainer.datacheck import data_app
 from lungcnn.trainer.dataset import DatasetError, Fingerprint, Sample
 from lungcnn.trainer.split import duplicate_groups, split_train_val
 from lungcnn.trainer.datasets import combine, read_dataset
+from lungcnn.trainer.run import prepare_data
 
 MULTISOURCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "multisource"
 
@@ -28,13 +30,16 @@ def write_manifest(folder: Path, rows: list[str], header="file,label,source,age_
 
 @pytest.fixture()
 def small_multisource(tmp_path) -> Path:
-    """Four real scans per source of the shared multi-source set, with its manifest rows."""
+    """Four real scans of covid-cxnet and of openist, and two jsrt scans of each finding, of the
+    shared multi-source set, with its manifest rows."""
     if not (MULTISOURCE / "manifest.csv").is_file():
         pytest.skip(f"the shared multi-source set is not at {MULTISOURCE}")
     lines = (MULTISOURCE / "manifest.csv").read_text().splitlines()
     header, rows = lines[0], lines[1:]
     kept = [r for r in rows if ",covid-cxnet,adult," in r][:4]
     kept += [r for r in rows if ",openist," in r][:4]
+    kept += [r for r in rows if ",jsrt," in r and r.endswith(",normal")][:2]
+    kept += [r for r in rows if ",jsrt," in r and r.endswith(",nodule")][:2]
     for row in kept:
         target = tmp_path / "multisource" / row.split(",")[0]
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +93,7 @@ def test_combined_datasets_are_linked_under_one_root(dataset_dir, small_multisou
     assert (root / "covid19-dataset").resolve() == dataset_dir.resolve()
     assert all((root / s.rel_path).is_file() for s in samples)
     assert {s.source for s in samples} == {"base-covid", "base-pediatric", "covid-cxnet",
-                                           "openist"}
+                                           "openist", "jsrt"}
     with pytest.raises(DatasetError, match="two datasets are named"):
         combine([read_dataset(dataset_dir), read_dataset(dataset_dir)], tmp_path / "again")
 
@@ -130,7 +135,26 @@ def test_data_check_counts_sources_and_cross_dataset_duplicates(dataset_dir, sma
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["counts_by_source"]["train"]["openist"] == {"Normal/adult": 4}
+    assert report["counts_by_source"]["train"]["jsrt"] == {
+        "Normal/adult/nodule": 2, "Normal/adult/normal": 2}
     assert report["counts_by_source"]["test"]["base-covid"] == {"Covid/adult": 26}
     crossing = [d for d in report["duplicates"] if not d["same_source"]]
     assert {(d["first"], d["second"]) for d in crossing} >= {
         ("covid19-dataset/train/Covid/01.jpeg", "multisource/images/copy-of-base.jpeg")}
+
+
+def test_finding_comes_from_the_manifest_and_is_blank_without_one(small_multisource, tmp_path):
+    findings = Counter((s.source, s.finding) for s in read_dataset(small_multisource).samples)
+    assert findings == {("covid-cxnet", ""): 4, ("openist", ""): 4, ("jsrt", "normal"): 2,
+                        ("jsrt", "nodule"): 2}
+    plain = read_dataset(write_manifest(tmp_path / "plain", ["a.png,Normal"], header="file,label"))
+    assert plain.samples[0].finding == ""
+
+
+def test_excluded_findings_are_left_out_of_every_split(dataset_dir, small_multisource, tmp_path):
+    config = TrainConfig(input_size=8, exclude_findings=("nodule",))
+    data = prepare_data([dataset_dir, small_multisource], config, tmp_path / "links")
+    used = [s for part in (data.train, data.val, data.test) for s in part.samples]
+    assert Counter(s.finding for s in used if s.source == "jsrt") == {"normal": 2}
+    assert {s.source for s in used} == {"base-covid", "base-pediatric", "covid-cxnet", "openist",
+                                        "jsrt"}

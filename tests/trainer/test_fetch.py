@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -364,12 +365,55 @@ def test_committed_provenance_is_the_shared_manifest():
         sums[name] = digest
     shared_masks = sorted(name for name in sums if name.startswith("masks/"))
     assert sorted(mask.file for mask in committed.masks) == shared_masks
+    layouts = {  # source -> (image, original mask, lung label values)
+        "openist": ("images/openist/Normal/{}.jpg", "Datasets/Chest_x-ray/{}@.png", ()),
+        "jsrt": ("images/jsrt/Normal/{}.png", "data/JSRT/masks/{}.png", (150, 200)),
+    }
     for mask in committed.masks:
+        image, original, lungs = layouts[mask.source]
         stem = Path(mask.file).stem
-        assert mask.image == f"images/openist/Normal/{stem}.jpg"
-        assert mask.origin_path == f"Datasets/Chest_x-ray/{stem}@.png"
-        assert mask.sha256 == sums[mask.file]
+        assert mask.image == image.format(stem) and mask.origin_path == original.format(stem)
+        assert mask.lung_values == lungs and mask.sha256 == sums[mask.file]
         assert mask.pixel_sha256 == pixel_sha256((SHARED / mask.file).read_bytes())
+
+
+@needs_shared
+def test_jsrt_label_mask_becomes_the_binary_lung_mask(fixture_set, origin, tmp_path):
+    """The original JSRT mask labels right lung 150, left lung 200, heart and background
+    otherwise; the stored mask is 255 on the lungs, 0 elsewhere."""
+    row = next(r for r in _shared_rows() if r["source"] == "jsrt")
+    stem, image = Path(row["file"]).stem, (SHARED / row["file"]).read_bytes()
+    stored = (SHARED / f"masks/jsrt/{stem}.png").read_bytes()
+    lungs = np.asarray(Image.open(io.BytesIO(stored))) == 255
+    labels = np.where(lungs, 150, 100).astype(np.uint8)
+    labels[:, labels.shape[1] // 2 :][lungs[:, labels.shape[1] // 2 :]] = 200
+    labels[:, :4] = 0
+    commit_path = f"/{row['origin_repo']}/{row['origin_commit']}"
+    origin.blobs[f"{commit_path}/{row['origin_path']}"] = image
+    origin.blobs[f"{commit_path}/data/JSRT/masks/{stem}.png"] = png_bytes(Image.fromarray(labels))
+    mask = {
+        "file": f"masks/jsrt/{stem}.png", "image": row["file"], "source": "jsrt",
+        "license": row["license"], "origin_repo": row["origin_repo"],
+        "origin_commit": row["origin_commit"], "origin_path": f"data/JSRT/masks/{stem}.png",
+        "sha256": sha(stored), "pixel_sha256": pixel_sha256(stored), "width": "224",
+        "height": "224", "lung_values": "150 200",
+    }  # fmt: skip
+    _append_csv(fixture_set / "manifest.csv", IMAGE_COLUMNS, row)
+    _append_csv(fixture_set / "masks.csv", MASK_COLUMNS, mask)
+    out = tmp_path / "out"
+    result = fetch(fixture_set, out, origin, "--source", "jsrt")
+    assert result.exit_code == EXIT_COMPLETE, result.output
+    assert (out / mask["file"]).read_bytes() == stored and (out / row["file"]).read_bytes() == image
+    assert [(r["file"], r["finding"]) for r in out_rows(out)] == [(row["file"], row["finding"])]
+    _append_csv(fixture_set / "masks.csv", MASK_COLUMNS, {**mask, "file": "masks/jsrt/x.png",
+                                                          "lung_values": "150 300"})
+    bad = fetch(fixture_set, tmp_path / "bad", origin)
+    assert bad.exit_code == EXIT_USAGE and "bad lung_values '150 300'" in bad.stderr
+
+
+def _append_csv(path: Path, columns, row: dict) -> None:
+    with open(path, "a", newline="") as out:
+        csv.DictWriter(out, fieldnames=columns).writerow(row)
 
 
 @needs_shared

@@ -44,6 +44,7 @@ def test_manifest_describes_the_run(smoke_run, dataset_dir):
     assert (
         manifest["config"]["epochs"] == 2
         and manifest["config"]["limit_per_class"] == smoke_run.limit
+        and manifest["config"]["exclude_findings"] == ["nodule"]
     )
     assert manifest["model_sha256"] == sha256_file(run_dir / "model.keras")
     split = manifest["split"]

@@ -37,8 +37,17 @@ class BrightnessModel:
     class_names = ("Covid", "Normal", "Viral Pneumonia")
 
     def __init__(self, region: tuple[slice, slice], size: int = 64, features=None):
+        from lungcnn.edge.contract import Preprocessor, ScanSpec
+
         self.region, self.input_size, self._features = region, size, features
+        self.preprocessor = Preprocessor(ScanSpec(size))  # contract 1: the whole scan
         self.batches: list[int] = []
+
+    def prepare(self, gray: np.ndarray):
+        return self.preprocessor.prepare(gray)
+
+    def model_input(self, gray: np.ndarray) -> np.ndarray:
+        return self.prepare(gray).model_input
 
     @property
     def features_dim(self):

@@ -16,7 +16,6 @@ from lungcnn import bundle
 from lungcnn.cli import app
 from lungcnn.edge.api import BUNDLED_MODEL, Classifier
 from lungcnn.edge.replay import read_replay
-from lungcnn.edge.site import model_input
 
 
 BUNDLE_FILES = ["lungcnn_int8.json", "lungcnn_int8.replay.npz", "lungcnn_int8.tflite"]
@@ -117,8 +116,8 @@ def test_the_replay_features_are_those_of_the_training_scans(calibrated_run, tmp
                          classifier.runtime.features_dim, len(classifier.class_names))
     assert len(replay.labels) == len(split)
     first = Path(classifier.manifest["training"]["data_dir"]) / split[0]
-    _, features = classifier.runtime.run(model_input(classifier,
-                                                     classifier.decode(first).gray)[None])
+    _, features = classifier.runtime.run(
+        classifier.runtime.model_input(classifier.decode(first).gray)[None])
     np.testing.assert_allclose(replay.features[0], features[0], rtol=1e-6)
 
 

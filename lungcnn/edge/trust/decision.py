@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lungcnn.edge.acquisition import reacquisitions
-from lungcnn.edge.contract import resize_gray
 from lungcnn.edge.decode import ScanError
+from lungcnn.edge.lungfield import LungField
 from lungcnn.edge.model import Model
 from lungcnn.edge.trust.registry import SIGNALS
 from lungcnn.edge.trust.settings import TrustSettings
@@ -37,6 +37,7 @@ class Assessment:
     features: dict[str, float]  # the gate's image statistics
     feature_distance: float | None = None
     model_input: np.ndarray | None = field(default=None, repr=False)
+    lung_field: LungField | None = None  # what the model input was cropped to (contract 2)
 
     def to_record(self) -> dict:
         """Flat fields for a result line (JSON or CSV): the flag, its reason, the
@@ -60,22 +61,24 @@ def assess(model: Model, gray: np.ndarray, settings: TrustSettings,
     the colourfulness of the file it came from."""
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ScanError("assess needs a 2-D uint8 grayscale scan")
-    model_input = resize_gray(gray, model.input_size)
+    prepared = model.prepare(gray)
+    model_input = prepared.model_input
     variants = reacquisitions(model_input) if settings.check_variants else {}
     raw, features = model.run(np.stack([model_input, *variants.values()]))
     return judge(evidence_of(model_input, colour, raw, tuple(variants),
-                             None if features is None else features[0], settings), settings)
+                             None if features is None else features[0], settings,
+                             prepared.lung_field), settings)
 
 
 def evidence_of(model_input: np.ndarray, colour: float, raw: np.ndarray,
                 variant_names: tuple[str, ...], features: np.ndarray | None,
-                settings: TrustSettings) -> Evidence:
+                settings: TrustSettings, lung_field: LungField | None = None) -> Evidence:
     """The evidence of one scan from the model's outputs on it (`raw`: the scan's row, then
     one per variant; `features`: the scan's feature vector)."""
     raw = np.asarray(raw, dtype=np.float64)
     calibrated = apply_temperature(raw, settings.temperature)
     return Evidence(model_input, float(colour), raw, calibrated, variant_names, features,
-                    int(np.argmax(calibrated[0])))
+                    int(np.argmax(calibrated[0])), lung_field)
 
 
 def judge(evidence: Evidence, settings: TrustSettings) -> Assessment:
@@ -103,4 +106,5 @@ def judge(evidence: Evidence, settings: TrustSettings) -> Assessment:
         features=values.get("features", {}),
         feature_distance=values.get("feature_distance"),
         model_input=evidence.model_input,
+        lung_field=evidence.lung_field,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lungcnn.edge.lungfield import LungField
 from lungcnn.edge.manifest import ManifestError
 
 FLAG_OK = "ok"
@@ -33,6 +34,7 @@ class Evidence:
     variant_names: tuple[str, ...]
     features: np.ndarray | None
     label: int  # argmax of calibrated[0]
+    lung_field: LungField | None = None  # contract 2: where the lungs were found
 
 
 @dataclass(frozen=True)

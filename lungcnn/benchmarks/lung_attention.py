@@ -1,0 +1,61 @@
+"""Where a model looks, measured: the share of its occlusion-heatmap mass that falls inside
+the lung fields a reference segmenter finds on the whole scan.
+
+The same reference segmenter scores every model, whatever its contract: a contract 1 model's
+heatmap covers the whole scan, a contract 2 model's covers its lung-field crop, and both are
+placed on the scan before the lung share is taken. Only the positive drops count (covering
+the cell made the predicted class less likely: evidence for the answer).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from lungcnn.edge.api import Classifier
+from lungcnn.edge.contract import segmenter_input
+from lungcnn.edge.lungfield import margin_box
+from lungcnn.edge.heatmap import DEFAULT_GRID, occlusion_heatmap
+from lungcnn.edge.segmenter import LungSegmenter
+
+
+def lung_mask(segmenter: LungSegmenter, gray: np.ndarray) -> np.ndarray:
+    """The reference lung mask of a whole scan, (side, side) bool."""
+    probabilities = segmenter.probabilities(segmenter_input(gray, segmenter.side))
+    return probabilities >= segmenter.settings.threshold
+
+
+def lung_share(classifier: Classifier, gray: np.ndarray, mask: np.ndarray,
+               grid: int = DEFAULT_GRID) -> float | None:
+    """Share of the positive heatmap mass inside `mask`; None when nothing has positive mass."""
+    prepared = classifier.runtime.prepare(gray)
+    drops = occlusion_heatmap(classifier.runtime, prepared.model_input, grid)[0]
+    positive = np.clip(drops, 0, None)
+    if positive.sum() <= 0:
+        return None
+    inside = _cell_lung_fractions(mask, _seen_box(classifier, prepared.lung_field), grid)
+    return float((positive * inside).sum() / positive.sum())
+
+
+def _seen_box(classifier: Classifier, field) -> tuple[float, float, float, float]:
+    lung_input = classifier.runtime.spec.lung_field
+    if lung_input is None or field is None or field.problem:
+        return (0.0, 0.0, 1.0, 1.0)
+    return margin_box(field, lung_input.margin)
+
+
+def _cell_lung_fractions(mask: np.ndarray, box, grid: int) -> np.ndarray:
+    """Fraction of each heatmap cell (the grid over `box`, in scan fractions) inside `mask`."""
+    side = mask.shape[0]
+    left, top, right, bottom = (round(v * side) for v in box)
+    region = mask[top:max(bottom, top + 1), left:max(right, left + 1)].astype(np.float32)
+    resized = Image.fromarray(region, mode="F").resize((grid, grid), Image.Resampling.BOX)
+    return np.asarray(resized, dtype=np.float64)
+
+
+def summarise(shares: list[float | None]) -> dict:
+    values = np.array([s for s in shares if s is not None])
+    if not len(values):
+        return {"scans": 0, "mean": None, "median": None}
+    return {"scans": int(len(values)), "mean": round(float(values.mean()), 4),
+            "median": round(float(np.median(values)), 4)}
