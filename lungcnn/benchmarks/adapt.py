@@ -14,6 +14,7 @@ stored features (the network is frozen, so its features do not change).
 from __future__ import annotations
 
 import shlex
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -112,19 +113,19 @@ def adapt_command(
     Writes OUT/NAME.json, OUT/NAME.md and OUT/NAME.png. Exit codes: 0 done; 2 no fold
     model or unreadable dataset."""
     settings = AdaptSettings()
-    try:
-        root, samples = all_samples(data, runs / "data")
-    except DatasetError as error:
-        fail(str(error), prog="lungcnn.benchmarks.adapt")
-    folds = {}
-    for model in sorted(runs.glob(f"*/{MODEL}")):
-        source = model.parent.name
-        site = [SiteScan(root / s.rel_path, s.label) for s in samples if s.source == source]
-        if not site:
-            continue
-        typer.echo(f"fold {source}: {len(site)} held-out scans", err=True)
-        classes = len(Classifier(model).class_names)
-        folds[source] = run_fold(fold_outputs(model, site), classes, settings)
+    with tempfile.TemporaryDirectory(prefix="adapt-links-") as links:  # RUNS is only read
+        try:
+            root, samples = all_samples(data, Path(links))
+        except DatasetError as error:
+            fail(str(error), prog="lungcnn.benchmarks.adapt")
+        folds = {}
+        for model in sorted(runs.glob(f"*/{MODEL}")):
+            source = model.parent.name
+            site = [SiteScan(root / s.rel_path, s.label) for s in samples if s.source == source]
+            if site:
+                typer.echo(f"fold {source}: {len(site)} held-out scans", err=True)
+                classes = len(Classifier(model).class_names)
+                folds[source] = run_fold(fold_outputs(model, site), classes, settings)
     if not folds:
         fail(f"{runs}: no */{MODEL} of a source in the data", prog="lungcnn.benchmarks.adapt")
     options = ["--runs", str(runs), *(a for path in data for a in ("--data", str(path))),
