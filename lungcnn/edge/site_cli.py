@@ -41,19 +41,11 @@ MODEL_HELP = "A .tflite model with its manifest (same name, .json)."
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
 
-@app.command(help=f"""Check the model on a site's own labelled scans: the site acceptance
-report.
+@app.command(help=f"""Check the model on a site's own labelled scans: the site acceptance report.
 
-Writes OUT/report.md, OUT/report.json, OUT/reliability.png and OUT/risk_coverage.png:
-accuracy, per-class recall, precision and one-vs-rest accuracy with 95% Wilson intervals,
-the confusion matrix, ECE and the reliability diagram, flag rates and the accuracy of
-accepted answers against all, the risk-coverage curve, and a verdict with its criteria.
+Writes OUT/report.md, OUT/report.json, OUT/reliability.png and OUT/risk_coverage.png: accuracy, per-class recall, precision and one-vs-rest accuracy with 95% Wilson intervals, the confusion matrix, ECE and the reliability diagram, flag rates and the accuracy of accepted answers against all, the risk-coverage curve, and a verdict with its criteria.
 
-Exit codes: {EXIT_OK} report written, verdict "fit", every scan read; {EXIT_FAILED} report
-written, but the verdict is "not fit" or "inconclusive", or some scans could not be read (one
-line each on stderr, listed in the report); {EXIT_USAGE} nothing written: unusable model or
-site (no scans, a class the model does not know), no scan readable, OUT not writable;
-{EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing written.
+Exit codes: {EXIT_OK} report written, verdict "fit", every scan read; {EXIT_FAILED} report written, but the verdict is "not fit" or "inconclusive", or some scans could not be read (one line each on stderr, listed in the report); {EXIT_USAGE} nothing written: unusable model or site (no scans, a class the model does not know), no scan readable, OUT not writable; {EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing written.
 
 {NOTICE}""")
 def validate(
@@ -100,22 +92,11 @@ def _validate(data: Path, out: Path, model: Path | None) -> int:
     return EXIT_OK if fit and not unreadable else EXIT_FAILED
 
 
-@app.command(help=f"""Fit the model to a site: a new model, refitted on the site's labelled
-scans.
+@app.command(help=f"""Fit the model to a site: a new model, refitted on the site's labelled scans.
 
-The network stays frozen. Its classifier head is refitted on the site's features together
-with the stored features of the original training scans (MODEL.replay.npz beside the model,
-so the training sources are not forgotten), the site's scans up-weighted; then the
-temperature and the confidence threshold are refitted. The adapted model (a copy of the
-.tflite, its replay features, and a manifest carrying the head, the base model's hash, the
-site's scans per class and the new thresholds) is written to OUT under the model's name, and
-loads like any model (edge-classify --model, serve, the archive job). At least
-{AdaptSettings.min_per_class} scans are needed of each class the site has.
+The network stays frozen. Its classifier head is refitted on the site's features together with the stored features of the original training scans (MODEL.replay.npz beside the model, so the training sources are not forgotten), the site's scans up-weighted; then the temperature and the confidence threshold are refitted. The site's classes become modes of the feature-distance check. The adapted model (a copy of the .tflite, its companion files and replay features, and a manifest carrying the head, the base model's hash, the site's scans per class and the new thresholds) is written to OUT under the model's name, and loads like any model (edge-classify --model, serve, the archive job). At least {AdaptSettings.min_per_class} scans are needed of each class the site has.
 
-Exit codes: {EXIT_OK} adapted model written; {EXIT_USAGE} refused, nothing written: too few
-scans, a class the model does not know, an unreadable scan, a model without features output
-or replay features, OUT not writable; {EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing
-written.
+Exit codes: {EXIT_OK} adapted model written; {EXIT_USAGE} refused, nothing written: too few scans, a class the model does not know, an unreadable scan, a model without features output or replay features, OUT not writable; {EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing written.
 
 {NOTICE}""")
 def adapt(
