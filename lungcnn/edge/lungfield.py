@@ -90,37 +90,43 @@ def _problem(box, area: float, settings: LungFieldSettings) -> str | None:
 
 
 def regions(lung: np.ndarray) -> list[tuple[int, int, int, int, int]]:
-    """(pixels, left, top, right, bottom) of every 4-connected region of a boolean image:
-    runs of each row, joined with the overlapping runs of the row above (union-find)."""
+    """(pixels, left, top, right, bottom) of every 4-connected region of a boolean image: the
+    runs of each row, joined with the overlapping runs of the row above (label propagation
+    with pointer jumping, all in numpy)."""
+    width = lung.shape[1] + 1
     changes = np.diff(np.pad(lung, ((0, 0), (1, 1))).astype(np.int8), axis=1)
     rows, starts = np.nonzero(changes == 1)
     ends = np.nonzero(changes == -1)[1]
-    starts, ends = starts.tolist(), ends.tolist()
-    parent = list(range(len(rows)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    bounds = np.searchsorted(rows, np.arange(lung.shape[0] + 1))
-    for row in range(1, lung.shape[0]):  # runs of a row are in order: merge like two lists
-        j, i = int(bounds[row - 1]), int(bounds[row])
-        while j < bounds[row] and i < bounds[row + 1]:
-            if starts[j] < ends[i] and starts[i] < ends[j]:
-                parent[root(i)] = root(j)
-            if ends[j] < ends[i]:
-                j += 1
-            else:
-                i += 1
-    joined: dict[int, list[int]] = {}
-    for i, (row, start, end) in enumerate(zip(rows.tolist(), starts, ends)):
-        region = joined.setdefault(root(i), [0, start, row, end, row + 1])
-        region[0] += end - start
-        region[1], region[2] = min(region[1], start), min(region[2], row)
-        region[3], region[4] = max(region[3], end), max(region[4], row + 1)
-    return [tuple(region) for region in joined.values()]
+    if not len(rows):
+        return []
+    # The runs of the row above that overlap run k are the slice lo[k]:hi[k] (runs are
+    # ordered by row, then column).
+    above = (rows - 1) * width
+    lo = np.searchsorted(rows * width + ends, above + starts, side="right")
+    hi = np.searchsorted(rows * width + starts, above + ends, side="left")
+    counts = np.maximum(hi - lo, 0)
+    lower = np.repeat(np.arange(len(rows)), counts)
+    upper = lo[lower] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    labels = np.arange(len(rows))
+    while True:
+        joined = labels.copy()
+        smallest = np.minimum(labels[lower], labels[upper])
+        np.minimum.at(joined, lower, smallest)
+        np.minimum.at(joined, upper, smallest)
+        joined = joined[joined]
+        if np.array_equal(joined, labels):
+            break
+        labels = joined
+    _, region = np.unique(labels, return_inverse=True)
+    count = region.max() + 1
+    pixels = np.bincount(region, weights=ends - starts, minlength=count).astype(int)
+    left, top = np.full(count, lung.shape[1]), np.full(count, lung.shape[0])
+    right, bottom = np.zeros(count, int), np.zeros(count, int)
+    np.minimum.at(left, region, starts)
+    np.minimum.at(top, region, rows)
+    np.maximum.at(right, region, ends)
+    np.maximum.at(bottom, region, rows + 1)
+    return list(zip(*(values.tolist() for values in (pixels, left, top, right, bottom))))
 
 
 def lung_pixels(lung: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:

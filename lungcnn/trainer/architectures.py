@@ -10,7 +10,7 @@ the scaling lives in the graph, so exported models need no preprocessing beyond
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from lungcnn.edge.contract import CLASS_NAMES
@@ -153,6 +153,16 @@ ARCHITECTURES["dsconv-std-160"] = ArchSpec(
             fill_mode="constant",
         ),
     ),
+)
+
+
+ARCHITECTURES["dsconv-std-160-acq"] = ArchSpec(
+    name="dsconv-std-160-acq",
+    description="dsconv-std-160 with stronger acquisition augmentation: gamma (film look) "
+    "and sensor noise on top of its blur, resolution, JPEG, brightness and contrast.",
+    build=build_dsconv_std,
+    recipe=replace(ARCHITECTURES["dsconv-std-160"].recipe, augmentation=replace(
+        ARCHITECTURES["dsconv-std-160"].recipe.augmentation, gamma=0.5, noise=0.03)),
 )
 
 

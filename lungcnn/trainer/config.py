@@ -26,6 +26,8 @@ class Augmentation:
     downscale_min_factor: float = 0.25
     jpeg_probability: float = 0.0
     jpeg_min_quality: int = 30  # quality drawn from [jpeg_min_quality, 95]
+    gamma: float = 0.0  # gamma drawn log-uniformly from [1 / (1 + gamma), 1 + gamma]: film look
+    noise: float = 0.0  # gaussian noise, its std drawn from [0, noise] of the 0-255 range
     # Geometric fill: "nearest" as the reference notebook, or "constant" (black, like the
     # corners of a rotated export; the edge-native recipe uses it).
     fill_mode: Literal["nearest", "constant"] = "nearest"

@@ -119,6 +119,11 @@ def _acquisition_transform(augmentation: Augmentation):
         steps.append(
             _maybe(augmentation.jpeg_probability, lambda x: _jpeg(x, augmentation.jpeg_min_quality))
         )
+    if augmentation.gamma:
+        steps.append(lambda x: _gamma(x, augmentation.gamma))
+    if augmentation.noise:
+        steps.append(lambda x: x + tf.random.normal(tf.shape(x)) * tf.random.uniform(
+            [], 0.0, augmentation.noise * 255.0))
     if augmentation.brightness:
         steps.append(
             lambda x: x + tf.random.uniform([], -1.0, 1.0) * augmentation.brightness * 255.0
@@ -138,6 +143,11 @@ def _acquisition_transform(augmentation: Augmentation):
         return tf.clip_by_value(image, 0.0, 255.0)
 
     return transform
+
+
+def _gamma(image: tf.Tensor, spread: float) -> tf.Tensor:
+    exponent = tf.exp(tf.random.uniform([], -1.0, 1.0) * tf.math.log(1.0 + spread))
+    return 255.0 * tf.pow(tf.clip_by_value(image, 0.0, 255.0) / 255.0, exponent)
 
 
 def _maybe(probability: float, step):

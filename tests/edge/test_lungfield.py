@@ -7,6 +7,9 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from lungcnn.edge.contract import (
@@ -19,7 +22,7 @@ from lungcnn.edge.contract import (
     resize_gray,
 )
 from lungcnn.edge.decode import decode_scan
-from lungcnn.edge.lungfield import LungFieldSettings, find_lung_field, margin_box
+from lungcnn.edge.lungfield import LungFieldSettings, find_lung_field, margin_box, regions
 
 SETTINGS = LungFieldSettings()
 SHA = "0" * 64
@@ -188,3 +191,29 @@ def test_the_lung_field_signal_flags_a_scan_without_plausible_lungs():
     ]:
         assessment = judge(evidence_of(model_input, 0.0, raw, (), None, settings, field), settings)
         assert (assessment.flag, reason in assessment.reason) == (flag, True)
+
+
+def _flood_fill_regions(lung: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """The obvious (slow) answer: breadth-first search from every unvisited lung pixel."""
+    seen, found = np.zeros_like(lung), []
+    for start in zip(*np.nonzero(lung)):
+        if seen[start]:
+            continue
+        seen[start], queue, pixels = True, [start], []
+        while queue:
+            y, x = queue.pop()
+            pixels.append((y, x))
+            for ny, nx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                if 0 <= ny < lung.shape[0] and 0 <= nx < lung.shape[1] and lung[ny, nx] \
+                        and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    queue.append((ny, nx))
+        ys, xs = zip(*pixels)
+        found.append((len(pixels), min(xs), min(ys), max(xs) + 1, max(ys) + 1))
+    return sorted(found)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 24), st.integers(1, 24))))
+def test_regions_match_a_flood_fill(lung):
+    assert sorted(regions(lung)) == _flood_fill_regions(lung)

@@ -54,8 +54,12 @@ def test_unaugmented_training_pipeline_only_shuffles(real_scans):
     assert key(produced) == key(decoded.images.astype(np.float32))
 
 
+FILM_AND_NOISE = Augmentation(zoom=0.0, rotation_degrees=0.0, shift=0.0, gamma=0.5, noise=0.03)
+
+
 @pytest.mark.parametrize(
-    "augmentation", [Augmentation(), ACQUISITION], ids=["reference", "acquisition"]
+    "augmentation", [Augmentation(), ACQUISITION, FILM_AND_NOISE],
+    ids=["reference", "acquisition", "gamma-noise"]
 )
 def test_augmentation_changes_pixels_within_range(real_scans, augmentation):
     _, _, decoded = real_scans

@@ -79,8 +79,9 @@ def test_calibrate_run_writes_every_manifest(calibrated_run):
         assert sum(trust["val_flags"].values()) == pytest.approx(1.0)
         assert len(trust["chest_template"]) == 16 * 16
         settings = TrustSettings.from_manifest(manifest)
-        assert settings.fitted and set(settings.signals) == {"gate", "feature_distance",
-                                                             "stability"}
+        # lung_field is always on: it judges only contract 2 inputs, and needs no fitting
+        assert settings.fitted and set(settings.signals) == {"gate", "lung_field",
+                                                             "feature_distance", "stability"}
         assert settings.of("gate").template.shape == (16, 16)
 
 
