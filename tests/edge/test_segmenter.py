@@ -152,3 +152,28 @@ def test_segmenter_command_trains_converts_and_scores(tmp_path):
     empty = CliRunner().invoke(app, ["segmenter", "--data", str(tmp_path / "images"),
                                      "--out", str(out)])
     assert empty.exit_code == 2 and "image/mask pairs" in empty.output
+
+
+BAD_VALUES = [None, True, 0, -1, 1e308, float("nan"), "", "../lungseg.tflite", [], {}, "a" * 64]
+
+
+@pytest.mark.parametrize("field", ["contract_version", "size", "lung_field", "segmenter",
+                                   "segmenter_sha256", "margin", "equalize", "mask_outside"])
+@pytest.mark.parametrize("value", BAD_VALUES, ids=[repr(v)[:12] for v in BAD_VALUES])
+def test_a_damaged_input_section_is_refused_in_one_line_or_still_works(lung_run, tmp_path,
+                                                                       field, value):
+    for path in lung_run.glob("*.tflite"):
+        shutil.copy2(path, tmp_path / path.name)
+        shutil.copy2(path.with_suffix(".json"), tmp_path / path.with_suffix(".json").name)
+    manifest_file = tmp_path / "model_int8.json"
+    manifest = json.loads(manifest_file.read_text())
+    section = manifest["input"] if field in manifest["input"] else manifest["input"]["lung_field"]
+    section[field] = value
+    manifest_file.write_text(json.dumps(manifest))
+    try:
+        classifier = Classifier(tmp_path / "model_int8.tflite")
+    except ModelError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    record = classifier.classify(synthetic_scan(np.random.default_rng(2), 120)[0]).to_dict()
+    assert record["status"] == "ok"

@@ -96,7 +96,7 @@ def test_a_mutated_manifest_loads_with_every_check_active_or_is_refused(
     settings_ = classifier.runtime.trust_settings
     assert math.isfinite(settings_.temperature) and settings_.temperature > 0
     if settings_.fitted:
-        assert set(settings_.signals) == {"gate", "feature_distance", "stability"}
+        assert set(settings_.signals) == {"gate", "lung_field", "feature_distance", "stability"}
     for scan in scans:
         record = classifier.classify(scan).to_dict()
         assert record["status"] == "ok"
