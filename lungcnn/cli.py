@@ -13,36 +13,46 @@ Stages import TensorFlow inside their commands, so `lungcnn --help` stays fast.
 
 from __future__ import annotations
 
-import typer
+from lungcnn.edge.interrupt import ctrl_c_ends_startup
 
-from lungcnn.archive.cli import classify_archive_command
-from lungcnn.benchmarks.cli import bench_command
-from lungcnn.benchmarks.loso_cli import loso_command
-from lungcnn.benchmarks.probe import probe_command
-from lungcnn.bundle import bundle_command
-from lungcnn.convert.cli import convert_command
-from lungcnn.edge.errors import NOTICE
-from lungcnn.segmenter_cli import segmenter_command
-from lungcnn.calibrate.cli import calibrate_command
-from lungcnn.trainer.cli import train_command
-from lungcnn.trainer.datacheck import data_app
+with ctrl_c_ends_startup("lungcnn"):
+    import typer
+
+    from lungcnn.archive.cli import classify_archive_command
+    from lungcnn.benchmarks.cli import bench_command
+    from lungcnn.benchmarks.loso_cli import loso_command
+    from lungcnn.benchmarks.probe import probe_command
+    from lungcnn.bundle import bundle_command
+    from lungcnn.calibrate.cli import calibrate_command
+    from lungcnn.convert.cli import convert_command
+    from lungcnn.edge.errors import NOTICE, run_app
+    from lungcnn.segmenter_cli import segmenter_command
+    from lungcnn.trainer.cli import train_command
+    from lungcnn.trainer.datacheck import data_app
 
 app = typer.Typer(
     help=f"lungcnn workbench: train, check data, convert to TFLite and benchmark. {NOTICE}",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: paragraphs rewrapped to the terminal, no type tags
 )
-app.command("train")(train_command)
-app.command("convert")(convert_command)
-app.command("bench")(bench_command)
-app.command("calibrate")(calibrate_command)
-app.command("loso")(loso_command)
-app.command("probe")(probe_command)
-app.command("bundle")(bundle_command)
-app.command("segmenter")(segmenter_command)
+_COMMANDS = (  # name, command, its line in `lungcnn --help`
+    ("train", train_command, "Train an architecture and write its run directory."),
+    ("convert", convert_command, "Convert a trained Keras model to TFLite, with manifests."),
+    ("bench", bench_command, "Benchmark each run's models: quality, speed, cost, robustness "
+                             "and trust (docs/benchmarks.md)."),
+    ("calibrate", calibrate_command, "Fit calibrated confidence and abstention thresholds."),
+    ("loso", loso_command, "Leave each source out in turn and classify it on the device."),
+    ("probe", probe_command, "Probe models' features for source and age shortcuts."),
+    ("bundle", bundle_command, "Make a run's calibrated int8 model the bundled model."),
+    ("segmenter", segmenter_command, "Train and convert the lung-field segmenter."),
+    ("classify-archive", classify_archive_command,
+     "Classify every scan of an archive on a Ray cluster."),
+)
+for name, command, short_help in _COMMANDS:
+    app.command(name, short_help=short_help)(command)
 app.add_typer(data_app, name="data")
-app.command("classify-archive")(classify_archive_command)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    run_app(app, argv, "lungcnn")

@@ -12,6 +12,7 @@ and a re-run of the same command classifies just those.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -118,6 +119,10 @@ def ray_session(address: str, workers: int | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    # Ray tells every new local cluster that it has enabled token authentication: a notice,
+    # not a problem, and it read like a failure at the top of every run.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR)
     try:
         if address == "local":
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
@@ -142,7 +147,9 @@ def classify_paths(paths: list[str], errors: list[str | None], out_dir: Path,
     context = ray.data.DataContext.get_current()  # a dataset copies it when created
     errored_blocks, context.max_errored_blocks = context.max_errored_blocks, -1
     model_ref = ray.put(model)  # held here until the job ends, so restarted actors find it
-    dataset = ray.data.from_arrow(_blocks(paths, errors, batch_size))
+    blocks = _blocks(paths, errors, batch_size)
+    pool_size = min(pool_size, len(blocks))  # an actor without a block only costs a warning
+    dataset = ray.data.from_arrow(blocks)
     results = dataset.map_batches(
         ArchiveClassifier,
         # Absolute: workers do not run in the driver's working directory.

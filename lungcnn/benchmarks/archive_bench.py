@@ -27,7 +27,7 @@ from typing import Annotated
 
 import typer
 
-from lungcnn.benchmarks.machine import machine_info
+from lungcnn.benchmarks.machine import machine_info, regenerate_command
 from lungcnn.edge.decode import is_image_file
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.report import NOTICE
@@ -55,10 +55,8 @@ def main(
     = REPO / "benchmarks" / "results",
     name: Annotated[str, typer.Option(help="Base name of the result files.")] = "archive",
 ) -> None:
-    command = "python -m lungcnn.benchmarks.archive_bench" + "".join(
-        f" --{flag} {shlex.quote(str(value))}" for flag, value, default in
-        (("scans", scans, 2000), ("repeats", repeats, 3), ("name", name, "archive"))
-        if value != default)
+    command = regenerate_command("lungcnn.benchmarks.archive_bench", (
+        ("scans", scans, 2000), ("repeats", repeats, 3), ("name", name, "archive")))
     load_start, date = os.getloadavg(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="archive-bench-") as scratch:
         big, small = Path(scratch) / "big", Path(scratch) / "small"

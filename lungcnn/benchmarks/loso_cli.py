@@ -28,6 +28,7 @@ def loso_command(
     balance_sources: Annotated[bool, typer.Option(
         "--balance-sources", help="Train with source-class balanced weights.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
+    size: Annotated[int | None, typer.Option(min=8, help="Override the recipe's input side.")] = None,
     lung_field: Annotated[Path | None, typer.Option(
         metavar="SEGMENTER", help="Train with input contract 2 on this segmenter's lung fields "
         "(as `lungcnn train --lung-field`).")] = None,
@@ -57,7 +58,8 @@ def loso_command(
                      lung_field=str(lung_field) if lung_field else None, equalize=equalize,
                      mask_outside=mask_outside,
                      exclude_findings=tuple(exclude_finding or ()),
-                     **({"epochs": epochs} if epochs else {}))
+                     **({"epochs": epochs} if epochs else {}),
+                     **({"input_size": size} if size else {}))
     config = LosoConfig(arch, tuple(data), runs, recipe, tuple(holdout or ()),
                         attention or lung_field)
     try:

@@ -1,12 +1,22 @@
 """What the benchmark ran on, and what it cost: the machine description saved in every
-result, and the CPU time of this process and its children."""
+result, the command that regenerates it, and the CPU time of this process and its
+children."""
 
 from __future__ import annotations
 
 import os
 import platform
 import resource
+import shlex
 from pathlib import Path
+
+
+def regenerate_command(module: str, options: tuple[tuple[str, object, object], ...]) -> str:
+    """`python -m MODULE` with the (flag, value, default) options whose value is not the
+    default: the command a result names."""
+    return f"python -m {module}" + "".join(
+        f" --{flag} {shlex.quote(str(value))}" for flag, value, default in options
+        if value != default)
 
 
 def cpu_seconds() -> float:

@@ -49,8 +49,10 @@ def calibrate_command(
         models = [p.with_suffix(".tflite") for p in written if rule]
         for model_path in (m for m in models if m.is_file()):
             trust = apply_rule(model_path, rule)
-            typer.echo(f"{model_path.name}: held-out-source rule: min confidence "
-                       f"{trust['min_confidence']:.3f}, feature distance <= "
-                       f"{(trust.get('feature_distance') or {}).get('threshold')}")
+            threshold = (trust.get("feature_distance") or {}).get("threshold")
+            limit = "none" if threshold is None else f"{threshold:.2f}"
+            typer.echo(f"{model_path.name}: held-out-source rule applied (it replaces the "
+                       f"validation limits above in the manifest): min confidence "
+                       f"{trust['min_confidence']:.3f}, feature distance <= {limit}")
     except (ManifestError, ScanError, KeyError, ValueError, OSError) as error:
         fail(f"{run_dir}: {error}", EXIT_ERROR, prog="lungcnn calibrate")

@@ -13,6 +13,7 @@ front end gives the same answer for the same scan. Not a medical device.
 from __future__ import annotations
 
 import copy
+import os
 import weakref
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from lungcnn.edge.contract import seen_region
-from lungcnn.edge.decode import DecodedScan, ScanError, colourfulness
+from lungcnn.edge.decode import DecodedScan, ScanError, colourfulness, file_problem
 from lungcnn.edge.heatmap import (
     DEFAULT_GRID,
     heatmap_caption,
@@ -29,12 +30,14 @@ from lungcnn.edge.heatmap import (
     save_overlay,
 )
 from lungcnn.edge.report import ScanResult
-from lungcnn.edge.runtime import TFLiteClassifier
+from lungcnn.edge.manifest import manifest_path
+from lungcnn.edge.pixels import check_pixel_limit
+from lungcnn.edge.runtime import ModelError, TFLiteClassifier
 from lungcnn.edge.trust import Assessment, assess
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lungcnn_int8.tflite"
 
-Scan = str | Path | bytes | np.ndarray
+Scan = str | Path | bytes | bytearray | memoryview | np.ndarray
 
 
 class Classifier:
@@ -45,6 +48,7 @@ class Classifier:
 
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None):
         self.model_path = Path(model) if model is not None else BUNDLED_MODEL
+        _refuse_special_files(self.model_path)
         self._model = TFLiteClassifier(self.model_path, threads=threads)
         # The scan last classified (a weak reference: a large scan is not kept alive) and its
         # assessment, for its heatmap.
@@ -127,19 +131,38 @@ class Classifier:
         model's contract needs (raises `edge.decode.ScanError`)."""
         if isinstance(scan, np.ndarray):
             return _array_to_gray(scan)
+        if isinstance(scan, (bytearray, memoryview)):
+            scan = bytes(scan)
+        if not isinstance(scan, (str, Path, bytes)):
+            raise ScanError(f"a scan must be a path, bytes or an array, not "
+                            f"{type(scan).__name__}")
         return self._model.preprocessor.decode(scan)
 
 
 def _name_of(scan: Scan) -> Path:
     if isinstance(scan, np.ndarray):
         return Path("<array>")
-    return Path("<bytes>") if isinstance(scan, bytes) else Path(scan)
+    if isinstance(scan, (bytes, bytearray, memoryview)):
+        return Path("<bytes>")
+    return Path(scan) if isinstance(scan, (str, Path)) else Path(f"<{type(scan).__name__}>")
+
+
+def _refuse_special_files(model: Path) -> None:
+    """A model or manifest that is a FIFO or a device would block or never end when read."""
+    for path in (model, manifest_path(model)):
+        try:
+            problem = file_problem(os.stat(path))
+        except (OSError, ValueError):
+            continue  # missing or unreadable: the runtime says so
+        if problem and problem.startswith("not a regular file"):
+            raise ModelError(f"{path}: {problem}")
 
 
 def _array_to_gray(array: np.ndarray) -> DecodedScan:
     """A 2-D grayscale or H x W x 3 RGB uint8 array as the contract's grayscale scan."""
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise ScanError("an array scan must be 2-D grayscale or H x W x 3 RGB, uint8")
+    check_pixel_limit(array.shape[1::-1])
     if array.ndim == 2:
         return DecodedScan(array)
     if array.shape[2] != 3:

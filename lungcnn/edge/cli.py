@@ -3,36 +3,45 @@ TensorFlow. Not a medical device."""
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
-import threading
-from contextlib import closing, contextmanager
-from dataclasses import replace
-from pathlib import Path
-from typing import Annotated
+from lungcnn.edge.interrupt import ctrl_c_ends_startup
 
-import typer
+with ctrl_c_ends_startup("edge-classify"):
+    import os
+    import signal
+    import sys
+    import threading
+    from contextlib import closing, contextmanager
+    from dataclasses import replace
+    from pathlib import Path
+    from typing import Annotated
 
-from lungcnn.edge.api import BUNDLED_MODEL, Classifier
-from lungcnn.edge.decode import DecodedScan, ScanError, file_problem
-from lungcnn.edge.errors import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    NOTICE,
-    fail,
-    first_line,
-    print_error,
-)
-from lungcnn.edge.heatmap import DEFAULT_GRID, heatmap_path
-from lungcnn.edge.inputs import InputItem, expand_inputs
-from lungcnn.edge.manifest import manifest_path
-from lungcnn.edge.report import WRITERS, Progress, ScanResult, display_name
-from lungcnn.edge.runtime import ModelError
-from lungcnn.edge.site_cli import main as site_main
-from lungcnn.edge.workers import MAX_DEFAULT_WORKERS, classify_in_order, default_workers
+    import typer
+
+    from lungcnn.edge.api import BUNDLED_MODEL, Classifier
+    from lungcnn.edge.decode import DecodedScan, ScanError
+    from lungcnn.edge.errors import (
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        EXIT_USAGE,
+        NOTICE,
+        fail,
+        first_line,
+        print_error,
+        run_app,
+    )
+    from lungcnn.edge.heatmap import DEFAULT_GRID, heatmap_path
+    from lungcnn.edge.inputs import InputItem, expand_inputs
+    from lungcnn.edge.report import WRITERS, Progress, ScanResult, display_name
+    from lungcnn.edge.runtime import ModelError
+    from lungcnn.edge.site_cli import main as site_main
+    from lungcnn.edge.workers import (
+        MAX_DEFAULT_WORKERS,
+        MAX_THREADS,
+        MAX_WORKERS,
+        classify_in_order,
+        default_workers,
+    )
 
 PROG = "edge-classify"
 
@@ -47,7 +56,8 @@ Exit codes: {EXIT_OK} every scan classified; {EXIT_FAILED} some scans failed (on
 {NOTICE}
 """
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+# Plain help: paragraphs rewrapped to the terminal, no type tags, no Rich to import.
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 class OutputError(Exception):
@@ -67,6 +77,7 @@ def classify(
         typer.Option(
             "--model",
             "-m",
+            metavar="FILE",
             help="A .tflite model; its manifest (same name, .json) gives labels and input size.",
             show_default="the bundled edge/models/lungcnn_int8.tflite",
         ),
@@ -77,12 +88,13 @@ def classify(
     csv_rows: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
     threads: Annotated[
         int | None,
-        typer.Option(min=1, help="Interpreter threads per worker.",
+        typer.Option(min=1, max=MAX_THREADS, metavar="N", help="Interpreter threads per worker.",
                      show_default="the runtime's choice"),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Scans classified at once, each by its own copy of the model "
+        typer.Option(min=1, max=MAX_WORKERS, metavar="N",
+                     help="Scans classified at once, each by its own copy of the model "
                      "(the answers do not change; the decode memory budget is shared).",
                      show_default=f"the CPUs available, at most {MAX_DEFAULT_WORKERS}"),
     ] = None,
@@ -230,23 +242,10 @@ def _prepare_heatmap_dir(heatmap_dir: Path) -> None:
 def _load_classifier(model: Path | None, threads: int | None) -> Classifier:
     if model is None and not BUNDLED_MODEL.exists():
         fail(f"no bundled model at {BUNDLED_MODEL}; pass --model FILE.tflite", EXIT_USAGE, PROG)
-    for path in (model, manifest_path(model)) if model is not None else ():
-        problem = _special_file_problem(path)
-        if problem:  # reading a FIFO would block
-            fail(f"{path}: {problem}", EXIT_USAGE, PROG)
     try:
         return Classifier(model or BUNDLED_MODEL, threads=threads)
     except ModelError as error:
         fail(str(error), EXIT_USAGE, PROG)
-
-
-def _special_file_problem(path: Path) -> str | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None  # missing or unreadable: the runtime says so
-    problem = file_problem(info)
-    return problem if problem and problem.startswith("not a regular file") else None
 
 
 @contextmanager
@@ -298,4 +297,4 @@ def main(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):  # a name the terminal cannot encode is escaped
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    app(args=argv, prog_name=PROG)
+    run_app(app, args, PROG)

@@ -1,9 +1,12 @@
-"""The data contract shared by every stage: class names, input size, and how a file
-becomes the model's input array (decoded by `edge.decode`, then resized here).
+"""The data contract shared by every stage: class names, input size, and how a decoded scan
+becomes the model's input array (`prepare`; files are decoded by `edge.decode`).
 
-Trainer, convert, edge and benchmarks all call `load_scan`, so the pixels a model is trained
-on are exactly the pixels the device feeds it. Only numpy and Pillow are needed here
-(pydicom for DICOM files, an optional extra); never TensorFlow.
+Trainer, convert, calibrate, edge, the server, the archive and the benchmarks all make model
+inputs with `prepare` (through a model's `Preprocessor`), so the pixels a model is trained on
+are exactly the pixels the device feeds it. Contract 1 resizes the whole scan; contract 2
+crops it to the lung field (docs/lung-field.md). The model's manifest (`input`) says which.
+Only numpy and Pillow are needed here (pydicom for DICOM files, an optional extra); never
+TensorFlow.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from lungcnn.edge.dicom import read_dicom
 from lungcnn.edge.errors import ScanError, first_line
+from lungcnn.edge.headers import check_declared_sizes
 from lungcnn.edge.pixels import (
     DECODE_MEMORY,
     MAX_PIXELS,
@@ -126,6 +126,8 @@ def open_scan_file(path: Path) -> BinaryIO:
             problem = _still_regular(descriptor)
     except OSError as error:
         raise ScanError(os_error_reason(error)) from None
+    except ValueError:  # a NUL byte in the name
+        raise ScanError("invalid file name (it holds a NUL byte)") from None
     if problem is not None:
         raise ScanError(problem)
     return os.fdopen(descriptor, "rb")
@@ -156,7 +158,10 @@ def _decode_stream(handle: BinaryIO, min_side: int | None = None) -> DecodedScan
         raise ScanError("empty file")
     handle.seek(0)
     if _is_dicom(head):
+        from lungcnn.edge.dicom import read_dicom  # only for DICOM: saves start-up time
+
         return DecodedScan(_reduced(read_dicom(handle), min_side))
+    check_declared_sizes(handle, head)
     return _decode_with_pillow(handle, min_side)
 
 

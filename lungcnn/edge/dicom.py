@@ -7,12 +7,17 @@ the JPEG, JPEG-LS and JPEG 2000 decoders); only the first frame of a multi-frame
 from __future__ import annotations
 
 import importlib
+import io
+import struct
+import zlib
 from typing import BinaryIO
 
 import numpy as np
 
 from lungcnn.edge.errors import ScanError, first_line
+from lungcnn.edge.headers import check_codestream
 from lungcnn.edge.pixels import (
+    DECODE_BUDGET,
     DECODE_MEMORY,
     TILE_PIXELS,
     check_decode_memory,
@@ -23,6 +28,12 @@ from lungcnn.edge.pixels import (
 from lungcnn.edge.quiet import decoder_warnings_silenced
 
 _INSTALL = "pip install 'lungcnn[dicom]'"
+_DEFER_BYTES = 1 << 20  # larger elements (a private blob, the pixels) are not read whole
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_PREAMBLE = 132  # 128 bytes, then "DICM"
+_INFLATED_LIMIT = DECODE_BUDGET // 2  # a deflated dataset holding the largest accepted frame
+_CODESTREAM_HEAD = 1 << 16
+_LUT_DATA = 0x00283006  # bytes of a compressed frame read for its header
 # Transfer syntax UID -> (what it is, the pip package whose decoder it needs, its module).
 _JPEG = ("JPEG", "pylibjpeg-libjpeg", "libjpeg")
 _JPEG_LS = ("JPEG-LS", "pylibjpeg-libjpeg", "libjpeg")
@@ -46,7 +57,9 @@ def read_dicom(handle: BinaryIO) -> np.ndarray:
         raise ScanError(f"DICOM file, but pydicom is not installed: {_INSTALL}") from None
     try:
         with decoder_warnings_silenced:
-            dataset = pydicom.dcmread(handle, stop_before_pixels=True)
+            handle = _inflated(handle)
+            dataset = pydicom.dcmread(handle, stop_before_pixels=True, defer_size=_DEFER_BYTES)
+            _check_first_fragment(handle, dataset)
             handle.seek(0)
             with DECODE_MEMORY.held(_decode_bytes(dataset)):
                 try:
@@ -62,11 +75,66 @@ def read_dicom(handle: BinaryIO) -> np.ndarray:
         raise ScanError(f"unreadable DICOM ({first_line(error)})") from None
 
 
+def _inflated(handle: BinaryIO) -> BinaryIO:
+    """A deflated file as an uncompressed one in memory, inflated only up to _INFLATED_LIMIT
+    (pydicom would inflate it whole, and its pixel reader does not read it); any other file
+    as it is."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    handle.seek(_PREAMBLE)
+    group = handle.read(12)  # (0002,0000) UL: the length of the rest of the meta group
+    meta_end = _PREAMBLE + 12 + struct.unpack("<I", group[8:12])[0] if len(group) == 12 else 0
+    handle.seek(_PREAMBLE)
+    meta_bytes = handle.read(max(0, meta_end - _PREAMBLE))
+    if _DEFLATED.encode() not in meta_bytes:
+        handle.seek(0)
+        return handle
+    meta = read_dataset(io.BytesIO(meta_bytes), is_implicit_VR=False, is_little_endian=True)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = DicomBytesIO()
+    out.write(bytes(128) + b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=False)
+    out.write(_inflate(handle))
+    out.seek(0)
+    return out
+
+
+def _inflate(handle: BinaryIO) -> bytes:
+    inflater, body = zlib.decompressobj(-zlib.MAX_WBITS), bytearray()
+    while chunk := handle.read(1 << 20):
+        body += inflater.decompress(chunk, _INFLATED_LIMIT + 1 - len(body))
+        if len(body) > _INFLATED_LIMIT:
+            raise ScanError(f"deflated DICOM inflates to over {_INFLATED_LIMIT // 2**20} MiB, "
+                            "more than the largest scan accepted")
+    return bytes(body)
+
+
+def _check_first_fragment(handle: BinaryIO, dataset) -> None:
+    """A compressed frame's codestream must declare the header's size before it is decoded
+    (the decoder would allocate whatever the codestream says). `handle` is at Pixel Data."""
+    element = handle.read(12)  # tag, VR, 2 reserved bytes, length
+    if len(element) < 12 or element[:4] != b"\xe0\x7f\x10\x00":
+        return  # no pixel data: the pixel reader says so
+    if struct.unpack("<I", element[8:12])[0] != 0xFFFFFFFF:
+        return  # native pixels: their size is the header's
+    offsets = handle.read(8)  # the basic offset table item
+    handle.seek(struct.unpack("<I", offsets[4:8])[0] if len(offsets) == 8 else 0, io.SEEK_CUR)
+    item = handle.read(8)
+    if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
+        raise ScanError("compressed DICOM pixel data without a first frame")
+    head = handle.read(min(struct.unpack("<I", item[4:8])[0], _CODESTREAM_HEAD))
+    check_codestream(head, int(dataset.Rows), int(dataset.Columns),
+                     int(dataset.get("SamplesPerPixel", 1) or 1))
+
+
 def _decode_bytes(dataset) -> int:
     """What decoding the first frame will hold (raises ScanError when over a limit)."""
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    check_pixel_limit((columns, rows * frames))
+    check_pixel_limit((columns, rows), frames)
     return check_decode_memory((columns, rows), decode_bytes_per_pixel(dataset), "DICOM")
 
 
@@ -186,6 +254,10 @@ def _lut(item, dataset):
 
 
 def _lut_data(item, entries: int, bits: int, dataset) -> np.ndarray:
+    raw = item.get_item(_LUT_DATA)  # its declared length, before a deferred value is read
+    if raw is not None and raw.length > 2 * entries + 2:
+        raise ScanError(f"DICOM LUT data of {raw.length:,} bytes, its descriptor says "
+                        f"{entries} entries")
     value = item.LUTData
     if isinstance(value, (bytes, bytearray)):
         if bits == 8 and len(value) in (entries, entries + 1):  # 8-bit entries, one per byte

@@ -12,6 +12,8 @@ from typing import NoReturn
 
 import typer
 
+from lungcnn.edge.interrupt import EXIT_INTERRUPTED
+
 NOTICE = (
     "Not a medical device: must not be used for diagnosis or any clinical decision "
     "without a clinical study."
@@ -20,7 +22,7 @@ NOTICE = (
 EXIT_OK = 0  # everything done
 EXIT_FAILED = 1  # the command ran, but some inputs failed (or a check it was asked for failed)
 EXIT_USAGE = 2  # nothing useful done: bad option, unusable model or data, output not writable
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); everything reported before it is complete
+# EXIT_INTERRUPTED (130, 128 + SIGINT): Ctrl-C; everything reported before it is complete
 
 class ScanError(ValueError):
     """A file that cannot be turned into a model input; the message says why in one line."""
@@ -73,3 +75,23 @@ def fail(message: str, code: int = EXIT_USAGE, prog: str | None = None) -> NoRet
     """Print the one-line error and end the command with `code`."""
     print_error(message, prog)
     raise typer.Exit(code)
+
+
+def run_app(app: typer.Typer, args: list[str] | None, prog: str) -> NoReturn:
+    """Run a Typer command line and exit with its code; a usage error (unknown option, bad
+    value) is one line, `prog: error: MESSAGE (see: prog --help)`, and exit code 2, instead of
+    a boxed multi-line message."""
+    try:
+        code = app(args=args, prog_name=prog, standalone_mode=False)
+    except typer.Abort:
+        print_error("interrupted", prog)
+        code = EXIT_INTERRUPTED
+    except typer.TyperException as error:  # typer's own click: a usage error
+        code = getattr(error, "exit_code", EXIT_USAGE)
+        context = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError":  # no arguments: the help, as before
+            typer.echo(context.get_help() if context else "")
+        else:
+            command = context.command_path if context else prog
+            print_error(f"{error.format_message()} (see: {command} --help)", prog)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -64,7 +64,8 @@ def dequantize(raw: np.ndarray, detail: dict) -> np.ndarray:
     return raw.astype(np.float32)
 
 
-def open_interpreter(model_path: Path, threads: int | None):
+def check_tflite_file(model_path: Path) -> None:
+    """Raise ModelError unless the file reads as a TFLite model (its FlatBuffer identifier)."""
     try:
         with model_path.open("rb") as stream:
             head = stream.read(8)
@@ -72,6 +73,10 @@ def open_interpreter(model_path: Path, threads: int | None):
         raise ModelError(f"{model_path}: cannot read model ({error.strerror or error})") from None
     if head[4:8] != _TFLITE_MAGIC:
         raise ModelError(f"{model_path}: not a TFLite model file")
+
+
+def open_interpreter(model_path: Path, threads: int | None):
+    check_tflite_file(model_path)
     interpreter_type = interpreter_class()
     native_log: list[str] = []
     with _native_stderr_captured(native_log):

@@ -50,6 +50,8 @@ def read_manifest(model_path: str | Path) -> dict:
         raise ManifestError(f"{path}: manifest not found beside the model") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"{path}: unreadable manifest ({error})") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: unreadable manifest (nested too deeply)") from None
     _check_manifest(path, manifest)
     return manifest
 

@@ -18,6 +18,10 @@ from lungcnn.edge.errors import ScanError
 
 # Refuse anything larger before decoding it fully; below Pillow's own bomb warning (89 MP).
 MAX_PIXELS = 8192 * 8192
+# Resizing needs coefficient tables as long as the image's long side: a thin image within
+# MAX_PIXELS (67,108,864 x 1) would need gigabytes of them. A 64:1 strip at the pixel limit
+# (a case of benchmarks.memory) is still accepted.
+MAX_SIDE = 65536
 TILE_PIXELS = 1 << 19  # pixels converted at a time: float64 temporaries stay a few MB
 DECODE_BUDGET = 256 * 2**20  # bytes a decoder may hold for one image
 # Bytes per pixel Pillow stores a decoded image in (every other mode takes 4).
@@ -84,14 +88,17 @@ def largest_accepted_pixels(bytes_per_pixel: float) -> int:
     return min(MAX_PIXELS, int(DECODE_BUDGET // bytes_per_pixel))
 
 
-def check_pixel_limit(size: tuple[int, int]) -> None:
+def check_pixel_limit(size: tuple[int, int], frames: int = 1) -> None:
+    """Refuse an image (of `frames` frames of `size`) over MAX_PIXELS or MAX_SIDE, or empty."""
     width, height = size
-    if width * height > MAX_PIXELS:
-        raise ScanError(
-            f"image of {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit"
-        )
+    if width * height * frames > MAX_PIXELS:
+        what = f"{width}x{height}" + (f"x{frames}" if frames > 1 else "")
+        raise ScanError(f"image of {what} pixels exceeds the {MAX_PIXELS:,}-pixel limit")
     if width < 1 or height < 1:
         raise ScanError("image has no pixels")
+    if max(width, height) > MAX_SIDE:
+        raise ScanError(f"image of {width}x{height} pixels is longer than {MAX_SIDE:,} pixels "
+                        "on a side; not a chest X-ray")
 
 
 def tiles(width: int, height: int):

@@ -48,23 +48,23 @@ class ScanResult:
     def to_dict(self) -> dict:
         """The JSON object of this result; CSV writes the same fields as columns, so a field
         added here (say an abstention flag and its reason) reaches both."""
-        prediction, trust = self.prediction, self.trust or {}
+        trust = self.trust or {}
         return {
             "file": self.file,
             "status": "ok" if self.ok else "error",
-            "label": prediction.label if prediction else None,
+            "label": self.label,
             "confidence": self.confidence,
-            "raw_confidence": round(prediction.confidence, _DECIMALS) if prediction else None,
-            "probabilities": (
-                {name: round(p, _DECIMALS) for name, p in prediction.probabilities.items()}
-                if prediction
-                else None
-            ),
+            "raw_confidence": self.raw_confidence,
+            "probabilities": self.probabilities,
             **{key: trust.get(key) for key in _TRUST_RECORD_FIELDS},
             "error": self.error,
             "notice": NOTICE,
         }
 
+    @property
+    def label(self) -> str | None:
+        """The predicted class (None for a scan that could not be classified)."""
+        return self.prediction.label if self.prediction else None
 
     @property
     def confidence(self) -> float | None:
@@ -73,6 +73,28 @@ class ScanResult:
             return None
         calibrated = self.calibrated_confidence
         return round(self.prediction.confidence if calibrated is None else calibrated, _DECIMALS)
+
+    @property
+    def raw_confidence(self) -> float | None:
+        """The label's probability as the model gave it, before calibration."""
+        return round(self.prediction.confidence, _DECIMALS) if self.prediction else None
+
+    @property
+    def probabilities(self) -> dict[str, float] | None:
+        """Every class's raw probability."""
+        if self.prediction is None:
+            return None
+        return {name: round(p, _DECIMALS) for name, p in self.prediction.probabilities.items()}
+
+    @property
+    def flag(self) -> str | None:
+        """ok, uncertain or out_of_distribution (None when not classified)."""
+        return (self.trust or {}).get("flag")
+
+    @property
+    def reason(self) -> str | None:
+        """Why the scan was flagged (None when it was not)."""
+        return (self.trust or {}).get("reason")
 
 
 def display_name(path: Path) -> str:
@@ -120,7 +142,15 @@ class CsvWriter:
                 row.update({name: (value or {}).get(name) for name in self._class_names})
             else:
                 row[key] = value
-        return {key: "" if value is None else value for key, value in row.items()}
+        return {printable(key): _cell(value) for key, value in row.items()}
+
+
+def _cell(value) -> object:
+    """A CSV cell: text from file names, files or a manifest with its control characters
+    escaped (a raw ESC or CR would drive a terminal or split a row for naive readers)."""
+    if value is None:
+        return ""
+    return printable(value) if isinstance(value, str) else value
 
 
 class TableWriter:
@@ -129,11 +159,12 @@ class TableWriter:
     def __init__(self, stream: TextIO, class_names: tuple[str, ...], files: list[str]):
         self._stream = stream
         self._class_names = class_names
+        self._shown_names = [printable(name) for name in class_names]
         longest = max((len(printable(name)) for name in files), default=4)
         self._file_width = max(4, min(longest, _MAX_FILE_COLUMN))
-        self._probability_widths = [max(len(name), 5) for name in class_names]
+        self._probability_widths = [max(len(name), 5) for name in self._shown_names]
         self._flagged: list[str] = []
-        self._line(["file", "label", "confidence", "flag", *class_names])
+        self._line(["file", "label", "confidence", "flag", *self._shown_names])
 
     def write(self, result: ScanResult) -> None:
         if not result.ok:  # on stderr, and counted in the footer
@@ -147,7 +178,7 @@ class TableWriter:
         self._line(
             [
                 name,
-                prediction.label,
+                printable(prediction.label),
                 f"{result.confidence:.3f}",
                 flag,
                 *(f"{prediction.probabilities[name]:.3f}" for name in self._class_names),
@@ -168,7 +199,7 @@ class TableWriter:
 
     def _line(self, cells: list[str]) -> None:
         file_cell = _shorten_left(cells[0], self._file_width).ljust(self._file_width)
-        label_width = max(len("label"), *(len(name) for name in self._class_names))
+        label_width = max(len("label"), *(len(name) for name in self._shown_names))
         probabilities = [
             cell.rjust(width) for cell, width in zip(cells[4:], self._probability_widths)
         ]

@@ -18,6 +18,7 @@ from lungcnn.edge.contract import Prepared, Preprocessor, ScanSpec
 from lungcnn.edge.head import Head
 from lungcnn.edge.interpreter import (
     ModelError,
+    check_tflite_file,
     dequantize,
     interpreter_class,
     open_interpreter,
@@ -244,8 +245,11 @@ def input_contract_spec(model_path: Path) -> ScanSpec:
 
 
 def _read_model_manifest(model_path: Path) -> dict:
+    """The model file is checked first, so a file that is not a model says so (rather than
+    that no manifest is beside it)."""
     if not model_path.is_file():
         raise ModelError(f"{model_path}: model file not found")
+    check_tflite_file(model_path)
     try:
         return read_manifest(model_path)
     except ManifestError as error:

@@ -23,6 +23,7 @@ from lungcnn.edge.errors import (
     fail,
     first_line,
     print_error,
+    run_app,
 )
 from lungcnn.edge.manifest import sha256_file
 from lungcnn.edge.replay import ReplayError, read_replay
@@ -176,5 +177,5 @@ def _command(name: str, data: Path, out: Path, model: Path | None) -> str:
 
 def main(args: list[str]) -> None:
     """`edge-classify validate ...` / `edge-classify adapt ...` (`args` starts with the
-    command's name)."""
-    app(args=args, prog_name=PROG)
+    command's name); a usage error is one line, exit code 2."""
+    run_app(app, args, PROG)

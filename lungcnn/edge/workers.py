@@ -13,7 +13,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -23,6 +23,10 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 MAX_DEFAULT_WORKERS = 4
+# Each worker holds an interpreter and its threads; far past the cores they only cost memory
+# (and an unbounded --threads crashed the runtime).
+MAX_WORKERS = 64
+MAX_THREADS = 64
 LOOKAHEAD = 2  # items queued per worker beyond the one it is classifying
 
 
@@ -70,25 +74,62 @@ class Classifiers:
 
 def classify_in_order(classifier: Classifier, work: Callable[[Classifier, Item], Result],
                       items: Iterable[Item], workers: int) -> Iterator[Result]:
-    """`work(classifier, item)` for every item, on `workers` threads, yielded in the items'
-    order. Closing the iterator early cancels what has not started and waits for what has."""
-    if workers <= 1:
+    """`work(classifier, item)` for every item, on up to `workers` threads (as many as the
+    system lets start; none: in this thread), yielded in the items' order. Closing the
+    iterator early cancels what has not started and waits for what has."""
+    pool = _ThreadPool(classifier, workers) if workers > 1 else None
+    if pool is None or not pool.threads:
         yield from (work(classifier, item) for item in items)
         return
-    classifiers = Classifiers(classifier, workers)
-
-    def run(item: Item) -> Result:
-        with classifiers.lease() as leased:
-            return work(leased, item)
-
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lungcnn-classify")
-    pending: deque = deque()
+    pending: deque[Future] = deque()
     try:
         for item in items:
-            pending.append(executor.submit(run, item))
-            if len(pending) > workers * LOOKAHEAD:
+            pending.append(pool.submit(work, item))
+            if len(pending) > len(pool.threads) * LOOKAHEAD:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        pool.close(pending)
+
+
+class _ThreadPool:
+    """Threads started up front, each leasing a classifier; a thread the system refuses to
+    start (`can't start new thread`) only means fewer workers."""
+
+    def __init__(self, classifier: Classifier, workers: int):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        for number in range(workers):
+            thread = threading.Thread(target=self._serve, name=f"lungcnn-classify-{number}",
+                                      daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                break
+            self.threads.append(thread)
+        self._classifiers = Classifiers(classifier, len(self.threads))
+
+    def submit(self, work: Callable, item) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, work, item))
+        return future
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, work, item = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                with self._classifiers.lease() as leased:
+                    future.set_result(work(leased, item))
+            except BaseException as error:  # handed to the caller by future.result()
+                future.set_exception(error)
+
+    def close(self, pending: Iterable[Future]) -> None:
+        for future in pending:
+            future.cancel()
+        for _ in self.threads:
+            self._jobs.put(None)
+        for thread in self.threads:
+            thread.join()

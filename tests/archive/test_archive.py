@@ -225,8 +225,9 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
     os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # releases the feeder's open
     feeder.join(timeout=5)
     assert not job.is_alive() and outcome, "the job did not finish"
-    assert outcome[0].check.passed and outcome[0].exit_code == 0
     rows = rows_by_path(out)
+    assert outcome[0].check.passed and outcome[0].exit_code == 0, [
+        (path, row["error"]) for path, row in rows.items() if row["status"] != "ok"]
     assert len(rows) == len(files) + 1 == outcome[0].check.rows
     for path in map(str, files):
         assert_same_record(rows[path], archive_reference[path])
@@ -262,7 +263,8 @@ def test_usage_errors_are_one_line_with_exit_2(tmp_path, archive, int8_model):
         "no image files in folder": [tmp_path / "busy", "--out", tmp_path / "o"],
         "not a folder": [archive, "--out", tmp_path / "file"],
         "not a classify-archive results folder": [archive, "--out", tmp_path / "busy"],
-        "manifest not found beside the model": [archive, "--out", tmp_path / "o", "--model", tmp_path / "bad.tflite"],
+        "not a TFLite model file": [archive, "--out", tmp_path / "o", "--model",
+                                    tmp_path / "bad.tflite"],
     }
     for expected, args in cases.items():
         result = invoke(*args, "--model", int8_model) if "--model" not in args else invoke(*args)

@@ -250,3 +250,18 @@ def _dicom_files(root: Path) -> list[Case]:
     truncated.write_bytes(truncated.read_bytes()[:-3000])
     cases.append(Case("dicom-truncated", truncated, "unreadable DICOM"))
     return cases
+
+
+def model_with_a_fifo(which: str, model: Path, folder: Path) -> Path:
+    """A copy of `model` in `folder` whose model file ("model") or manifest ("manifest")
+    is a FIFO instead; the path of its model file."""
+    import shutil
+
+    copy = folder / "m.tflite"
+    if which == "model":
+        os.mkfifo(copy)
+        shutil.copy(model.with_suffix(".json"), folder / "m.json")
+    else:
+        shutil.copy(model, copy)
+        os.mkfifo(folder / "m.json")
+    return copy

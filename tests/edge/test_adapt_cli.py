@@ -183,3 +183,11 @@ def test_the_site_classes_become_modes_of_the_feature_distance(adapted, adaptabl
     assert section["classes"] == [*before, 0, 1] and section["site_modes"] == [0, 1]
     assert section["threshold"] == base["feature_distance"]["threshold"]
     assert len(section["class_whitening"]) == len(before) + 2
+
+
+def test_a_missing_option_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["adapt", "--out", "somewhere"])
+    assert stopped.value.code == EXIT_USAGE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--data" in lines[0] and lines[0].startswith("edge-classify")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hostile_corpus import CASE_NAMES, DEEP_LEVELS, build_corpus
+from hostile_corpus import CASE_NAMES, DEEP_LEVELS, build_corpus, model_with_a_fifo
 from lungcnn.edge import cli, inputs
 from lungcnn.edge.errors import printable
 
@@ -256,13 +256,7 @@ def test_an_unreadable_subfolder_really_fails(scan_files, int8_model, tmp_path):
 @pytest.mark.parametrize("which", ["model", "manifest"])
 def test_a_model_or_manifest_that_is_a_fifo_is_exit_2_not_a_hang(which, int8_model, scan_files,
                                                                  tmp_path):
-    model = tmp_path / "m.tflite"
-    if which == "model":
-        os.mkfifo(model)
-        shutil.copy(int8_model.with_suffix(".json"), tmp_path / "m.json")
-    else:
-        shutil.copy(int8_model, model)
-        os.mkfifo(tmp_path / "m.json")
+    model = model_with_a_fifo(which, int8_model, tmp_path)
     completed = edge_classify(scan_files[0], model=model, timeout=60)
     assert completed.returncode == 2
     (line,) = error_lines(completed.stderr)

@@ -25,7 +25,12 @@ from lungcnn.edge.heatmap import DISCLAIMER  # noqa: E402
 from lungcnn.edge.report import NOTICE  # noqa: E402
 from lungcnn.edge.serve.app import create_app  # noqa: E402
 from lungcnn.edge.serve.settings import ServeSettings  # noqa: E402
-from lungcnn.edge.serve.uploads import UploadError, UploadLimits, read_uploads  # noqa: E402
+from lungcnn.edge.serve.uploads import (  # noqa: E402
+    ReceiveBudget,
+    UploadError,
+    UploadLimits,
+    read_uploads,
+)
 
 TOKEN = "test-token-7f3a"
 
@@ -35,8 +40,11 @@ def classifier(int8_model) -> Classifier:
     return Classifier(int8_model)
 
 
+BASE_URL = "http://127.0.0.1:8000"  # the Host a browser on the device sends
+
+
 def make_client(model, **settings) -> TestClient:
-    return TestClient(create_app(ServeSettings(model=model, **settings)))
+    return TestClient(create_app(ServeSettings(model=model, **settings)), base_url=BASE_URL)
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +252,7 @@ def test_full_queue_is_503_and_frees_up(int8_model, scan_files):
     app = create_app(ServeSettings(model=int8_model, workers=1, queue_limit=0),
                      lambda: _BlockingClassifier(int8_model, started, release))
     files = upload(("a.jpg", scan_files[0].read_bytes()))
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url=BASE_URL) as test_client:
         first: dict = {}
         worker = threading.Thread(target=lambda: first.update(
             response=test_client.post("/v1/classify", files=files)))
@@ -272,7 +280,7 @@ class _FailingClassifier(Classifier):
 
 def test_unexpected_failure_is_a_generic_500(int8_model, scan_files):
     app = create_app(ServeSettings(model=int8_model), lambda: _FailingClassifier(int8_model))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as test_client:
         response = test_client.post("/v1/classify", files=upload(("a.jpg", b"x")))
         message = assert_clean_error(response, 500)
         assert "secret" not in response.text and "internal error" in message
@@ -298,5 +306,7 @@ async def _slow_body():
 def test_a_body_that_does_not_arrive_in_time_is_408():
     headers = {"content-type": "multipart/form-data; boundary=b"}
     with pytest.raises(UploadError) as refused:
-        asyncio.run(read_uploads(headers, _slow_body(), UploadLimits(1000, 1, timeout=0.2)))
+        with ReceiveBudget(1000).account() as held:
+            asyncio.run(read_uploads(headers, _slow_body(), UploadLimits(1000, 1, timeout=0.2),
+                                     held))
     assert refused.value.status == 408 and refused.value.message == "upload not received within 0.2 s"

@@ -8,6 +8,7 @@ failure is a 500 with a generic line (details go to the server log, never to the
 
 from __future__ import annotations
 
+import asyncio
 import html
 from contextlib import asynccontextmanager
 from importlib import metadata, resources
@@ -21,11 +22,19 @@ from starlette.exceptions import HTTPException
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.report import NOTICE
 from lungcnn.edge.serve.auth import TokenGate
+from lungcnn.edge.serve.guard import SiteGuard
 from lungcnn.edge.serve.heatmaps import ID_PATTERN, HeatmapStore, heatmap_entry
 from lungcnn.edge.serve.info import model_info
 from lungcnn.edge.serve.pool import Busy, InferencePool
 from lungcnn.edge.serve.settings import ServeSettings
-from lungcnn.edge.serve.uploads import FILES_FIELD, Upload, UploadError, UploadLimits, read_uploads
+from lungcnn.edge.serve.uploads import (
+    FILES_FIELD,
+    ReceiveBudget,
+    Upload,
+    UploadError,
+    UploadLimits,
+    read_uploads,
+)
 
 HeatmapMode = Literal["none", "id", "inline"]
 # The page loads nothing but itself, its API calls and the images it is given.
@@ -61,6 +70,9 @@ def create_app(settings: ServeSettings,
     _add_routes(app, settings, pool, HeatmapStore(settings.heatmap_cache))
     if settings.token is not None:
         app.add_middleware(TokenGate, token=settings.token)
+    app.add_middleware(SiteGuard, bound_host=settings.host,
+                       allowed_hosts=settings.allowed_hosts,
+                       allowed_origins=settings.allowed_origins)
     return app
 
 
@@ -71,6 +83,7 @@ def _add_routes(app: FastAPI, settings: ServeSettings, pool: InferencePool,
     page = render_page(settings)
     limits = UploadLimits(settings.max_upload_bytes, settings.max_files,
                           settings.upload_timeout)
+    receiving = ReceiveBudget(settings.capacity * settings.max_upload_bytes)
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -98,15 +111,22 @@ def _add_routes(app: FastAPI, settings: ServeSettings, pool: InferencePool,
         upload order; `heatmaps[i]` belongs to `records[i]`. Status 200 when every scan was
         classified, 422 when some were not (`error`: the first failure as the CLI prints it;
         the other records are still there)."""
-        pool.admit()
-        try:
-            uploads = await read_uploads(request.headers, request.stream(), limits)
-        except BaseException:
-            pool.release()
-            raise
-        records, heatmaps = await pool.run(
-            lambda classifier: classify_uploads(classifier, uploads, heatmap, store))
+        with receiving.account() as held:
+            uploads = await read_uploads(request.headers, request.stream(), limits, held)
+            pool.admit()  # only now: a slow upload holds no worker slot
+            job = pool.run(lambda classifier: classify_uploads(classifier, uploads, heatmap,
+                                                               store))
+            try:
+                records, heatmaps = await asyncio.wait_for(asyncio.shield(job),
+                                                           settings.request_timeout)
+            except asyncio.TimeoutError:
+                raise Busy(f"classification not done within {settings.request_timeout:g} s; "
+                           "retry later") from None
         return classify_response(records, heatmaps)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204, headers=NO_STORE)
 
     @app.get("/v1/heatmap/{heatmap_id}", summary="A heatmap PNG made by /v1/classify",
              response_class=Response,

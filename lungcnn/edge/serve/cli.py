@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from lungcnn.edge.errors import EXIT_USAGE, NOTICE, fail
+from lungcnn.edge.errors import EXIT_USAGE, NOTICE, fail, run_app
 from lungcnn.edge.runtime import ModelError
 from lungcnn.edge.serve.settings import ServeSettings, SettingsError, read_token
+from lungcnn.edge.workers import MAX_THREADS, MAX_WORKERS
 
 PROG = "edge-classify serve"
 
@@ -23,7 +24,7 @@ Exit codes: 0 stopped with Ctrl-C (SIGINT; on SIGTERM it shuts down just as clea
 {NOTICE}
 """
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 @app.command(help=HELP)
@@ -38,9 +39,11 @@ def serve(
         help="File holding a token that every request must present (chmod 600).",
         show_default="no token")] = None,
     workers: Annotated[int, typer.Option(
-        min=1, help="Inference threads, each with its own copy of the model.")] = 1,
+        min=1, max=MAX_WORKERS, help="Inference threads, each with its own copy of the model.")]
+    = 1,
     threads: Annotated[int | None, typer.Option(
-        min=1, help="Interpreter threads per worker.", show_default="the runtime's choice")]
+        min=1, max=MAX_THREADS, help="Interpreter threads per worker.",
+        show_default="the runtime's choice")]
     = None,
     queue_limit: Annotated[int, typer.Option(
         min=0, help="Requests that may wait for a worker; more get 503.")] = 4,
@@ -51,11 +54,19 @@ def serve(
         min=1, help="Heatmap PNGs kept in memory for GET /v1/heatmap/ID.")] = 32,
     max_connections: Annotated[int, typer.Option(
         min=1, help="Open connections; more get 503.")] = 64,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help="A host name requests may be addressed to besides --host "
+        "(repeatable); others get 400, against DNS rebinding.", show_default=False)] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        metavar="ORIGIN", help="Another site (https://name[:port]) whose pages may POST "
+        "scans here (repeatable); other cross-site POSTs get 403.", show_default=False)]
+    = None,
 ) -> None:
     try:
         import uvicorn
 
         from lungcnn.edge.serve.app import create_app
+        from lungcnn.edge.serve.protocol import protocol_with_header_deadline
     except ImportError as error:
         _fail(f"the server needs the serve extra: pip install 'lungcnn[serve]' "
               f"({error.name} is missing)")
@@ -65,15 +76,18 @@ def serve(
             token=read_token(token_file) if token_file else None,
             workers=workers, threads=threads, queue_limit=queue_limit,
             max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_files=max_files,
-            heatmap_cache=heatmap_cache, max_connections=max_connections)
+            heatmap_cache=heatmap_cache, max_connections=max_connections,
+            allowed_hosts=tuple(allow_host or ()), allowed_origins=tuple(allow_origin or ()))
         application = create_app(settings)
     except (SettingsError, ModelError) as error:
         _fail(str(error))
     if not settings.loopback_only and settings.token is None:
         _print(f"warning: serving {host} without --token-file: anyone who can reach this "
                "device can use it")
+    _print(f"model {application.state.pool.first.model_path}; {NOTICE}")
     uvicorn.run(application, host=host, port=port, log_level="info", server_header=False,
-                limit_concurrency=settings.max_connections, timeout_keep_alive=5)
+                limit_concurrency=settings.max_connections, timeout_keep_alive=5,
+                http=protocol_with_header_deadline(settings.header_timeout))
 
 
 def _fail(message: str):
@@ -85,4 +99,4 @@ def _print(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    app(args=argv, prog_name=PROG)
+    run_app(app, argv, PROG)

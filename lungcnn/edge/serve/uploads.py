@@ -8,11 +8,12 @@ ever spooled to disk.
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import AsyncIterator
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 FILES_FIELD = "files"
@@ -43,18 +44,49 @@ class UploadLimits:
     timeout: float
 
 
-async def read_uploads(headers, body: AsyncIterator[bytes], limits: UploadLimits) -> list[Upload]:
-    """The `files` parts of a multipart/form-data request; raises UploadError."""
+class ReceiveBudget:
+    """The bytes of request bodies held at once, counted as they arrive (a slow client holds
+    only what it has sent): beyond the budget, a request is refused with 503."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+
+    @contextmanager
+    def account(self):
+        """A `Held` for one request; what it took is given back when the block ends."""
+        held = Held(self)
+        try:
+            yield held
+        finally:
+            self.held -= held.nbytes
+
+
+class Held:
+    def __init__(self, budget: ReceiveBudget):
+        self._budget = budget
+        self.nbytes = 0
+
+    def take(self, nbytes: int) -> None:
+        if self._budget.held + nbytes > self._budget.limit:
+            raise UploadError(503, "server busy: too many uploads arriving; retry later")
+        self._budget.held += nbytes
+        self.nbytes += nbytes
+
+
+async def read_uploads(headers, body: AsyncIterator[bytes], limits: UploadLimits,
+                       held: Held) -> list[Upload]:
+    """The `files` parts of a multipart/form-data request, each byte `held` as it arrives;
+    raises UploadError."""
     boundary = _boundary(headers.get("content-type", ""))
     _check_declared_length(headers.get("content-length"), limits.max_bytes)
     collector = _PartCollector(limits.max_files)
-    parser = MultipartParser(boundary, collector.callbacks(),
-                             max_size=limits.max_bytes)
     try:
-        await asyncio.wait_for(_feed(parser, body, limits.max_bytes), limits.timeout)
+        parser = MultipartParser(boundary, collector.callbacks(), max_size=limits.max_bytes)
+        await asyncio.wait_for(_feed(parser, body, limits.max_bytes, held), limits.timeout)
     except asyncio.TimeoutError:
         raise UploadError(408, f"upload not received within {limits.timeout:g} s") from None
-    except MultipartParseError as error:
+    except FormParserError as error:
         raise UploadError(400, f"malformed multipart body ({error})") from None
     if not collector.uploads:
         raise UploadError(400, f"no files: send them as multipart '{FILES_FIELD}' parts")
@@ -79,12 +111,12 @@ def _check_declared_length(length: str | None, max_bytes: int) -> None:
         raise UploadError(413, _too_large(max_bytes))
 
 
-async def _feed(parser: MultipartParser, body: AsyncIterator[bytes], max_bytes: int) -> None:
-    received = 0
+async def _feed(parser: MultipartParser, body: AsyncIterator[bytes], max_bytes: int,
+                held: Held) -> None:
     async for chunk in body:
-        received += len(chunk)
-        if received > max_bytes:
+        if held.nbytes + len(chunk) > max_bytes:
             raise UploadError(413, _too_large(max_bytes))
+        held.take(len(chunk))
         parser.write(chunk)
     parser.finalize()
 
