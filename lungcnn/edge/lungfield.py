@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 _DILATION = 0.03  # of the segmenter's side: the lung border and opacities at its edge stay in
 
@@ -134,11 +134,25 @@ def lung_pixels(lung: np.ndarray, box: tuple[float, float, float, float], size: 
     cut to `box` (scan fractions) and resized to (size, size): the pixels a model input keeps
     when the rest is masked."""
     side = lung.shape[0]
-    grown = Image.fromarray(lung.astype(np.uint8) * 255).filter(
-        ImageFilter.MaxFilter(2 * round(_DILATION * side) + 1))
+    grown = Image.fromarray(dilated(lung, round(_DILATION * side)).astype(np.uint8) * 255)
     left, top, right, bottom = (v * side for v in box)
     cut = grown.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
     return np.asarray(cut) > 127
+
+
+def dilated(mask: np.ndarray, radius: int) -> np.ndarray:
+    """`mask` grown by a (2 radius + 1)-pixel square, within the image: a row pass, then a
+    column pass (the same as Pillow's MaxFilter, at a fraction of its cost)."""
+    grown = mask.copy()
+    for axis in (0, 1):
+        source = grown.copy()
+        for shift in range(1, radius + 1):
+            ahead = [slice(None)] * 2
+            behind = [slice(None)] * 2
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
+            grown[tuple(behind)] |= source[tuple(ahead)]
+            grown[tuple(ahead)] |= source[tuple(behind)]
+    return grown
 
 
 def margin_box(field: LungField, margin: float) -> tuple[float, float, float, float]:

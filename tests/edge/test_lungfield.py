@@ -22,7 +22,13 @@ from lungcnn.edge.contract import (
     resize_gray,
 )
 from lungcnn.edge.decode import decode_scan
-from lungcnn.edge.lungfield import LungFieldSettings, find_lung_field, margin_box, regions
+from lungcnn.edge.lungfield import (
+    LungFieldSettings,
+    dilated,
+    find_lung_field,
+    margin_box,
+    regions,
+)
 
 SETTINGS = LungFieldSettings()
 SHA = "0" * 64
@@ -217,3 +223,13 @@ def _flood_fill_regions(lung: np.ndarray) -> list[tuple[int, int, int, int, int]
 @given(arrays(np.bool_, st.tuples(st.integers(1, 24), st.integers(1, 24))))
 def test_regions_match_a_flood_fill(lung):
     assert sorted(regions(lung)) == _flood_fill_regions(lung)
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 24), st.integers(1, 24))), st.integers(1, 4))
+def test_dilation_is_a_square_max_filter(mask, radius):
+    from PIL import ImageFilter
+
+    expected = Image.fromarray(mask.astype(np.uint8) * 255).filter(
+        ImageFilter.MaxFilter(2 * radius + 1))
+    np.testing.assert_array_equal(dilated(mask, radius), np.asarray(expected) > 127)
