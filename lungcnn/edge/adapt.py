@@ -31,8 +31,8 @@ class AdaptError(ValueError):
 @dataclass(frozen=True)
 class AdaptSettings:
     """Site share and L2 trade the site's accuracy against the training sources' (more of
-    either: better on the site, worse on the rest); chosen on the bundled model with the
-    jsrt scans as the site (docs/adapt.md), before any fold model was adapted."""
+    either: better on the site, worse on the rest); chosen on the contract-1 bundled model
+    with the jsrt scans as the site (docs/adapt.md), before any fold model was adapted."""
 
     site_share: float = 0.3  # share of the fitting weight the site's scans carry together
     l2: float = 0.1  # on the standardised features' weights
