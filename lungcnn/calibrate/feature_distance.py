@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lungcnn.edge.trust.feature_distance import FeatureDistance
+from lungcnn.edge.trust.feature_distance import FeatureDistance, fit_class_whitening
 
 # Share of validation scans and their acquisition variants the feature distance may turn
 # away. Chosen with the rule itself on the open-set proxy (benchmarks/open_set.py: train/
 # only), before the feature distance was measured on test.
 FEATURE_ABSTAIN_BUDGET = 0.05
-# Dimensions of the feature subspace the class distributions are fitted in (at most).
-FEATURE_COMPONENTS = 32
 
 
 def fit_feature_distance(
@@ -45,29 +43,6 @@ def fit_feature_distance(
         "which reads train/ only")
     section["train_files"] = len(train_labels)
     return section, distances
-
-
-def fit_class_whitening(features: np.ndarray, labels: np.ndarray) -> dict:
-    """center, projection onto the main directions of the training features, and for each
-    class present its mean and W = S^(-1/2), S its shrunk covariance in that subspace."""
-    from sklearn.covariance import LedoitWolf
-
-    features = np.asarray(features, dtype=np.float64)
-    center = features.mean(axis=0)
-    components = min(FEATURE_COMPONENTS, features.shape[1], len(features) - 1)
-    projection = np.linalg.svd(features - center, full_matrices=False)[2][:components].T
-    projected = (features - center) @ projection
-    classes = [int(c) for c in np.unique(labels)]
-    means, whitening = [], []
-    for label in classes:
-        members = projected[labels == label]
-        covariance = LedoitWolf().fit(members).covariance_
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        eigenvalues = np.maximum(eigenvalues, eigenvalues.max() * 1e-6)
-        means.append(members.mean(axis=0))
-        whitening.append((eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T)
-    return {"center": center, "projection": projection, "classes": classes,
-            "class_means": np.stack(means), "class_whitening": np.stack(whitening)}
 
 
 def _significant(values: np.ndarray, digits: int = 7) -> list:

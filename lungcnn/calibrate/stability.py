@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lungcnn.edge.trust.stability import stable_confidence
+from lungcnn.edge.trust.stability import CONFIDENCE_ABSTAIN_BUDGET, stable_confidence
 
-# Share of clean validation scans the confidence threshold may turn away on its own.
-CONFIDENCE_ABSTAIN_BUDGET = 0.03
 RULE = (f"min_confidence: the {CONFIDENCE_ABSTAIN_BUDGET:.0%} quantile, on clean validation "
         "scans, of the calibrated confidence averaged over scan and variants")
 

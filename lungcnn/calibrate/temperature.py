@@ -1,5 +1,6 @@
-"""Fitting the temperature of calibrated confidence (`edge.trust.temperature`) and reporting
-the expected calibration error (ECE) before and after it.
+"""Fitting the temperature of calibrated confidence (`edge.trust.temperature`, which holds
+the fit itself and the ECE) on a run's validation scans, and reporting the expected
+calibration error before and after it.
 
 The temperature is fitted on the validation scans together with their re-acquisition
 variants (`edge.acquisition.reacquisitions`). A model that is right on every clean
@@ -9,55 +10,15 @@ failure is on scans from other sources and devices.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from lungcnn.edge.trust.temperature import PROB_FLOOR, apply_temperature
-
-ECE_BINS = 15
-TEMPERATURE_RANGE = (0.25, 20.0)
-
-
-def expected_calibration_error(
-    probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
-) -> float:
-    """Weighted mean |accuracy - confidence| over equal-width confidence bins."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(labels)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(error)
-
-
-def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray, t: float) -> float:
-    calibrated = apply_temperature(probabilities, t)
-    return float(-np.log(calibrated[np.arange(len(labels)), labels]).mean())
-
-
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The T minimising the NLL of softmax(log p / T): golden-section search on log T."""
-    labels = np.asarray(labels, dtype=int)
-    low, high = (math.log(v) for v in TEMPERATURE_RANGE)
-    ratio = (math.sqrt(5) - 1) / 2
-
-    def loss(log_t: float) -> float:
-        return negative_log_likelihood(probabilities, labels, math.exp(log_t))
-
-    a, b = low, high
-    for _ in range(60):
-        c, d = b - ratio * (b - a), a + ratio * (b - a)
-        if loss(c) <= loss(d):
-            b = d
-        else:
-            a = c
-    return float(math.exp((a + b) / 2))
+from lungcnn.edge.trust.temperature import (  # noqa: F401 - fit_temperature: calibrate's API
+    ECE_BINS,
+    PROB_FLOOR,
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+)
 
 
 def calibration_section(blocks: np.ndarray, val_labels: np.ndarray, temperature: float) -> dict:

@@ -34,6 +34,7 @@ with ctrl_c_ends_startup("edge-classify"):
     from lungcnn.edge.inputs import InputItem, expand_inputs
     from lungcnn.edge.report import WRITERS, Progress, ScanResult, display_name
     from lungcnn.edge.runtime import ModelError
+    from lungcnn.edge.site_cli import main as site_main
     from lungcnn.edge.workers import (
         MAX_DEFAULT_WORKERS,
         MAX_THREADS,
@@ -50,7 +51,7 @@ SCAN is a file (PNG, JPEG, BMP, TIFF, WebP or DICOM, recognised by content), a f
 
 Exit codes: {EXIT_OK} every scan classified; {EXIT_FAILED} some scans failed (one line each on stderr, status "error" in JSON/CSV); {EXIT_USAGE} usage, model or output error (bad option, unusable model, stdout closed or full); {EXIT_INTERRUPTED} interrupted (Ctrl-C): every line already written is complete.
 
-`edge-classify serve --help`: the web page and HTTP API (a scan file named serve is passed as ./serve).
+`edge-classify serve --help`: the web page and HTTP API (a scan file named serve is passed as ./serve). `edge-classify validate --help`, `edge-classify adapt --help`: check the model on a site's labelled scans, and fit it to them.
 
 {NOTICE}
 """
@@ -290,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         from lungcnn.edge.serve.cli import main as serve_main
 
         return serve_main(args[1:])
+    if args[:1] in (["validate"], ["adapt"]):
+        return site_main(args)
     _occupy_closed_standard_fds()
     for stream in (sys.stdout, sys.stderr):  # a name the terminal cannot encode is escaped
         if hasattr(stream, "reconfigure"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lungcnn.edge.contract import Prepared, Preprocessor, ScanSpec
+from lungcnn.edge.head import Head
 from lungcnn.edge.interpreter import (
     ModelError,
     check_tflite_file,
@@ -60,6 +61,7 @@ class TFLiteClassifier:
         self._batch = int(self._input["shape"][0])
         self._resizable = int(self._input.get("shape_signature", self._input["shape"])[0]) == -1
         self._check_against_manifest()
+        self.head = self._head()
         self.trust_settings = self._trust_settings() if trust else TrustSettings()
 
     def replica(self) -> TFLiteClassifier:
@@ -97,6 +99,17 @@ class TFLiteClassifier:
                              "features output (run lungcnn calibrate again)")
         return settings
 
+    def _head(self) -> Head | None:
+        """The manifest's refitted classifier head (`edge.head`, written by
+        `edge-classify adapt`), applied to the features output; None for the network's own."""
+        if "head" not in self.manifest:
+            return None
+        try:
+            return Head.from_json(self.manifest["head"], self.features_dim,
+                                  len(self.class_names))
+        except ManifestError as error:
+            raise ModelError(f"{manifest_path(self.model_path)}: {error}") from None
+
     @property
     def features_dim(self) -> int | None:
         """Length of the model's feature vector (the input of its classifier layer); None
@@ -107,7 +120,13 @@ class TFLiteClassifier:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities, features or None) of a (n, size, size, 1) uint8 batch: dequantized
-        outputs, float32."""
+        outputs, float32; the probabilities are the manifest's head's when it has one."""
+        probabilities, features = self._run_network(batch)
+        if self.head is not None:
+            probabilities = self.head.probabilities(features)
+        return probabilities, features
+
+    def _run_network(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         batch = np.asarray(batch)
         if (batch.ndim != 4 or not len(batch)
                 or batch.shape[1:] != (self.input_size, self.input_size, 1)):

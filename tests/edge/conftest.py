@@ -72,3 +72,36 @@ def write_dicom(
     dataset.save_as(path, enforce_file_format=True)
     return path
 
+
+
+@pytest.fixture(scope="session")
+def adaptable_model(int8_model, tmp_path_factory) -> Path:
+    """A calibrated copy of the tiny int8 model with its replay features beside it, as
+    `lungcnn bundle` ships the bundled model (for `edge-classify adapt` and `validate`)."""
+    import json
+    import shutil
+
+    from lungcnn.bundle import write_replay_features
+    from lungcnn.calibrate.calibration import calibrate_run
+
+    folder = tmp_path_factory.mktemp("adaptable")
+    model = folder / int8_model.name
+    shutil.copy2(int8_model, model)
+    shutil.copy2(int8_model.with_suffix(".json"), model.with_suffix(".json"))
+    calibrate_run(model, echo=lambda line: None)
+    write_replay_features(model, json.loads(model.with_suffix(".json").read_text()), None)
+    return model
+
+
+@pytest.fixture(scope="session")
+def site_dir(dataset_dir, tmp_path_factory) -> Path:
+    """A site of 6 Normal and 6 Covid scans (no Viral Pneumonia), SITE/<class>/..., from the
+    base set's test split (scans the tiny model was not fitted on)."""
+    import shutil
+
+    site = tmp_path_factory.mktemp("site")
+    for name in ("Normal", "Covid"):
+        (site / name).mkdir()
+        for path in sorted((dataset_dir / "test" / name).iterdir())[2:8]:
+            shutil.copy2(path, site / name / path.name)
+    return site

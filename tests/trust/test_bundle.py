@@ -8,12 +8,17 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from lungcnn import bundle
 from lungcnn.cli import app
 from lungcnn.edge.api import BUNDLED_MODEL, Classifier
+from lungcnn.edge.replay import read_replay
+
+
+BUNDLE_FILES = ["lungcnn_int8.json", "lungcnn_int8.replay.npz", "lungcnn_int8.tflite"]
 
 
 def run(*args):
@@ -46,7 +51,7 @@ def test_bundle_copies_the_model_and_renames_model_file_only(calibrated_run, tmp
     out = tmp_path / "models"
     result = run(calibrated_run, "--to", out)
     assert result.exit_code == bundle.EXIT_OK, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["lungcnn_int8.json", "lungcnn_int8.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == BUNDLE_FILES
     source = calibrated_run / "model_int8.tflite"
     assert (out / "lungcnn_int8.tflite").read_bytes() == source.read_bytes()
     written = json.loads((out / "lungcnn_int8.json").read_text())
@@ -71,8 +76,7 @@ def test_bundle_replaces_an_existing_bundle(calibrated_run, tmp_path):
     assert run(calibrated_run, "--to", tmp_path).exit_code == bundle.EXIT_OK
     assert (tmp_path / "lungcnn_int8.tflite").read_bytes() == \
         (calibrated_run / "model_int8.tflite").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lungcnn_int8.json",
-                                                         "lungcnn_int8.tflite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == BUNDLE_FILES
 
 
 def test_an_uncalibrated_model_is_refused_in_one_line(run_copy, tmp_path):
@@ -102,6 +106,26 @@ def test_a_model_that_does_not_load_leaves_the_old_bundle(run_copy, tmp_path):
     assert "does not load" in _one_line_error(run(run_copy, "--to", out))
     assert (out / "lungcnn_int8.tflite").read_bytes() == b"old model"
     assert sorted(p.name for p in out.iterdir()) == ["lungcnn_int8.json", "lungcnn_int8.tflite"]
+
+
+def test_the_replay_features_are_those_of_the_training_scans(calibrated_run, tmp_path):
+    target = bundle.bundle_model(calibrated_run, tmp_path)
+    classifier = Classifier(target)
+    split = classifier.manifest["training"]["split"]["train"]
+    replay = read_replay(target, classifier.manifest["tflite_sha256"],
+                         classifier.runtime.features_dim, len(classifier.class_names))
+    assert len(replay.labels) == len(split)
+    first = Path(classifier.manifest["training"]["data_dir"]) / split[0]
+    _, features = classifier.runtime.run(
+        classifier.runtime.model_input(classifier.decode(first).gray)[None])
+    np.testing.assert_allclose(replay.features[0], features[0], rtol=1e-6)
+
+
+def test_missing_training_scans_are_refused_in_one_line(calibrated_run, tmp_path):
+    stderr = _one_line_error(run(calibrated_run, "--to", tmp_path / "models",
+                                 "--data", tmp_path))
+    assert "replay features" in stderr and "--data" in stderr
+    assert not (tmp_path / "models" / "lungcnn_int8.tflite").exists()
 
 
 def test_a_run_without_an_int8_model_is_refused(tmp_path):

@@ -140,6 +140,17 @@ def test_class_whitening_makes_each_class_spread_unit():
         np.testing.assert_allclose(np.cov(whitened.T), np.eye(3), atol=0.1)
 
 
+@pytest.mark.parametrize(("samples", "dims"), [(500, 6), (7, 32), (40, 1)])
+def test_the_numpy_ledoit_wolf_matches_scikit_learn(samples, dims):
+    from sklearn.covariance import LedoitWolf
+
+    from lungcnn.edge.trust.feature_distance import ledoit_wolf
+
+    values = np.random.default_rng(samples).normal(size=(samples, dims)) * np.arange(1, dims + 1)
+    np.testing.assert_allclose(ledoit_wolf(values), LedoitWolf().fit(values).covariance_,
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_calibrated_tiny_model_has_a_feature_threshold_from_validation(calibrated_run):
     manifest = json.loads((calibrated_run / "model_int8.json").read_text())
     section = manifest["trust"]["feature_distance"]

@@ -3,7 +3,9 @@
 A scan whose features are far from those of the training scans of the class the model
 predicts is out_of_distribution: the model was never shown such an input. The distribution
 comes from the manifest's "trust" section ("feature_distance", `lungcnn calibrate`), only
-for a model converted with a features output."""
+for a model converted with a features output. A class may have several distributions (modes):
+`edge-classify adapt` adds one per class of the site's scans, and a scan is measured against
+the nearest mode of its class. The fit is here too (numpy only), so the device can refit it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from lungcnn.edge.trust.signal import (
 
 # Relative asymmetry a stored whitening may have: it is written with 7 significant digits.
 _SYMMETRY_TOLERANCE = 1e-5
+# Dimensions of the feature subspace the class distributions are fitted in (at most).
+FEATURE_COMPONENTS = 32
 
 
 @dataclass(frozen=True)
@@ -77,20 +81,22 @@ class FeatureDistance:
         return self.distances(features).get(label, float("inf"))
 
     def distances(self, features: np.ndarray) -> dict[int, float]:
-        """The distance to the training scans of every class that had some, by label."""
+        """The distance to the training scans of every class that had some, by label: the
+        nearest of the class's modes (an adapted model adds the site's as further modes)."""
         z = (np.asarray(features, dtype=np.float64) - self.center) @ self.projection
-        return {label: float(np.linalg.norm(whitening @ (z - mean)))
-                for label, mean, whitening in zip(self.classes, self.class_means,
-                                                  self.class_whitening)}
+        nearest: dict[int, float] = {}
+        for label, mean, whitening in zip(self.classes, self.class_means, self.class_whitening):
+            distance = float(np.linalg.norm(whitening @ (z - mean)))
+            nearest[label] = min(distance, nearest.get(label, float("inf")))
+        return nearest
 
 
 def _labels(values, classes: int | None) -> tuple[int, ...]:
     if (not isinstance(values, list) or not values
             or any(isinstance(v, bool) or not isinstance(v, int) for v in values)
-            or len(set(values)) != len(values)
             or any(v < 0 or (classes is not None and v >= classes) for v in values)):
-        raise ManifestError("trust feature_distance classes must be distinct labels of the "
-                            "model's classes")
+        raise ManifestError("trust feature_distance classes must be labels of the model's "
+                            "classes")
     return tuple(values)
 
 
@@ -101,6 +107,51 @@ def _check_positive_definite(matrix: np.ndarray, name: str) -> None:
     eigenvalues = np.linalg.eigvalsh((matrix + matrix.T) / 2)
     if not np.isfinite(eigenvalues).all() or eigenvalues.min() <= 0:
         raise ManifestError(f"{name} is not positive-definite")
+
+
+def fit_class_whitening(features: np.ndarray, labels: np.ndarray) -> dict:
+    """center, projection onto the main directions of the training features, and for each
+    class present its mean and W = S^(-1/2), S its shrunk covariance in that subspace."""
+    features = np.asarray(features, dtype=np.float64)
+    center = features.mean(axis=0)
+    components = min(FEATURE_COMPONENTS, features.shape[1], len(features) - 1)
+    projection = np.linalg.svd(features - center, full_matrices=False)[2][:components].T
+    classes = [int(c) for c in np.unique(labels)]
+    means, whitening = mode_whitening((features - center) @ projection, labels, classes)
+    return {"center": center, "projection": projection, "classes": classes,
+            "class_means": means, "class_whitening": whitening}
+
+
+def mode_whitening(projected: np.ndarray, labels: np.ndarray,
+                   classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's mean and whitening W = S^(-1/2) of its Ledoit-Wolf covariance S, from
+    features already projected into the subspace."""
+    means, whitening = [], []
+    for label in classes:
+        members = projected[labels == label]
+        eigenvalues, eigenvectors = np.linalg.eigh(ledoit_wolf(members))
+        eigenvalues = np.maximum(eigenvalues, eigenvalues.max() * 1e-6)
+        means.append(members.mean(axis=0))
+        whitening.append((eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T)
+    return np.stack(means), np.stack(whitening)
+
+
+def ledoit_wolf(samples: np.ndarray) -> np.ndarray:
+    """The Ledoit-Wolf shrunk covariance of (n, k) samples (as scikit-learn's LedoitWolf):
+    the empirical covariance pulled towards a multiple of the identity."""
+    centred = samples - samples.mean(axis=0)
+    n, k = centred.shape
+    empirical = centred.T @ centred / n
+    mu = np.trace(empirical) / k
+    if k == 1:
+        return empirical
+    squared = centred**2
+    beta_sum = np.sum(squared.T @ squared)
+    delta_sum = np.sum(empirical**2)
+    beta = (beta_sum / n - delta_sum) / (k * n)
+    delta = (delta_sum - 2.0 * mu * np.trace(empirical) + k * mu**2) / k
+    shrinkage = 0.0 if beta == 0 else min(beta, delta) / delta
+    return (1.0 - shrinkage) * empirical + shrinkage * mu * np.eye(k)
 
 
 def feature_distance_settings(calibration: dict, trust: dict,

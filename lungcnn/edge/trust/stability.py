@@ -12,6 +12,10 @@ import numpy as np
 from lungcnn.edge.manifest import ManifestError
 from lungcnn.edge.trust.signal import FLAG_UNCERTAIN, Evidence, Signal, Verdict, boolean, number
 
+# Share of clean validation scans the confidence threshold may turn away on its own
+# (`lungcnn calibrate`; `edge-classify adapt` on out-of-fold predictions).
+CONFIDENCE_ABSTAIN_BUDGET = 0.03
+
 
 @dataclass(frozen=True)
 class StabilitySettings:
