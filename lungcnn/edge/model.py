@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lungcnn.edge.contract import Prepared, Preprocessor
+from lungcnn.edge.contract import Prepared, Preprocessor, ScanSpec
 
 
 class Model(Protocol):
@@ -35,6 +35,24 @@ class Model(Protocol):
 
     def model_input(self, gray: np.ndarray) -> np.ndarray:
         """`prepare(gray).model_input`."""
+
+
+class ContractInputs:
+    """What a model with a `preprocessor` gets for its inputs: `spec`, `prepare` and
+    `model_input` (the device's and the Keras implementation share it)."""
+
+    preprocessor: Preprocessor
+
+    @property
+    def spec(self) -> ScanSpec:
+        return self.preprocessor.spec
+
+    def prepare(self, gray: np.ndarray) -> Prepared:
+        """The model input of a decoded scan under this model's contract."""
+        return self.preprocessor.prepare(gray)
+
+    def model_input(self, gray: np.ndarray) -> np.ndarray:
+        return self.prepare(gray).model_input
 
 
 def run_all(model: Model, inputs, chunk: int = 16) -> tuple[np.ndarray, np.ndarray | None]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import Prepared, Preprocessor, ScanSpec
+from lungcnn.edge.contract import Preprocessor, ScanSpec
 from lungcnn.edge.head import Head
 from lungcnn.edge.interpreter import (
     ModelError,
@@ -24,7 +24,13 @@ from lungcnn.edge.interpreter import (
     open_interpreter,
     quantize,
 )
-from lungcnn.edge.manifest import ManifestError, manifest_path, read_manifest, sha256_file
+from lungcnn.edge.manifest import (
+    ManifestError,
+    manifest_path,
+    read_manifest,
+    sha256_file,
+)
+from lungcnn.edge.model import ContractInputs
 from lungcnn.edge.segmenter import LungSegmenter
 from lungcnn.edge.trust import TrustSettings
 
@@ -39,7 +45,7 @@ class Prediction:
     probabilities: dict[str, float]
 
 
-class TFLiteClassifier:
+class TFLiteClassifier(ContractInputs):
     """One .tflite model with its manifest: the device's implementation of
     `edge.model.Model`. A batch goes through in one invoke when the model's batch dimension
     can be resized, else one invoke per scan."""
@@ -72,17 +78,6 @@ class TFLiteClassifier:
         twin._batch = int(self._input["shape"][0])
         twin.preprocessor = self.preprocessor.replica()
         return twin
-
-    @property
-    def spec(self) -> ScanSpec:
-        return self.preprocessor.spec
-
-    def prepare(self, gray: np.ndarray) -> Prepared:
-        """The model input of a decoded scan under this model's contract."""
-        return self.preprocessor.prepare(gray)
-
-    def model_input(self, gray: np.ndarray) -> np.ndarray:
-        return self.prepare(gray).model_input
 
     def _trust_settings(self) -> TrustSettings:
         where = manifest_path(self.model_path)

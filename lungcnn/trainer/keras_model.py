@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lungcnn.edge.contract import Preprocessor, ScanSpec
 from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import ManifestError, read_manifest
-from lungcnn.edge.contract import Prepared, Preprocessor, ScanSpec
+from lungcnn.edge.model import ContractInputs
 from lungcnn.edge.runtime import ModelError, input_contract
 from lungcnn.trainer.architectures import with_features_output
 
 
-class KerasModel:
+class KerasModel(ContractInputs):
     def __init__(self, model, class_names, input_size: int | None = None,
                  preprocessor: Preprocessor | None = None):
         self.keras_model = model
@@ -27,16 +28,6 @@ class KerasModel:
         self.input_size: int = input_size or int(model.input_shape[1])
         self.preprocessor = preprocessor or Preprocessor(ScanSpec(self.input_size))
         self._both = with_features_output(model, len(self.class_names))
-
-    @property
-    def spec(self) -> ScanSpec:
-        return self.preprocessor.spec
-
-    def prepare(self, gray: np.ndarray) -> Prepared:
-        return self.preprocessor.prepare(gray)
-
-    def model_input(self, gray: np.ndarray) -> np.ndarray:
-        return self.prepare(gray).model_input
 
     @property
     def features_dim(self) -> int | None:
