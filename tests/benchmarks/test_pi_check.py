@@ -61,6 +61,20 @@ def test_stable_confidence_may_move_within_its_tolerance_only(pi_check, tmp_path
         pi_check.compare_runs(host, far, 0.0)
 
 
+def test_an_ok_uncertain_flip_at_the_confidence_threshold_is_tolerated_and_counted(pi_check,
+                                                                                  tmp_path):
+    host = _lines(tmp_path / "host.jsonl", [dict(RECORD, stable_confidence=0.6611)])
+    below = dict(RECORD, flag="uncertain", reason="low", stable_confidence=0.6589)
+    summary = pi_check.compare_runs(host, _lines(tmp_path / "below.jsonl", [below]), 0.0)
+    assert "1 flag(s) ok/uncertain at the confidence threshold" in summary
+    backwards = dict(RECORD, flag="uncertain", stable_confidence=0.6650)  # higher, yet uncertain
+    with pytest.raises(pi_check.CheckError, match="flag"):
+        pi_check.compare_runs(host, _lines(tmp_path / "backwards.jsonl", [backwards]), 0.0)
+    other = dict(RECORD, flag="out_of_distribution", stable_confidence=0.6589)
+    with pytest.raises(pi_check.CheckError, match="flag"):
+        pi_check.compare_runs(host, _lines(tmp_path / "other.jsonl", [other]), 0.0)
+
+
 @pytest.mark.parametrize(("core", "part"), [("cortex-a72", "0xd08"), ("cortex-a76", "0xd0b")])
 def test_cpuinfo_names_the_pi_core(pi_check, core, part):
     text = pi_check.cpuinfo_text(core)
