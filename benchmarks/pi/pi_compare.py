@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from pi_errors import CheckError
@@ -24,6 +25,9 @@ FIELD_TOLERANCE = {"stable_confidence": 0.01, "feature_distance": 0.002}
 # the higher one and the two are within the tolerance above, that is when a threshold between
 # them explains the flip. Its flag and reason are then not compared.
 BORDERLINE_FLAGS = {"ok", "uncertain"}
+# The reason quotes those values ("confidence over variants 0.63 < 0.66"): its words must
+# match, its numbers are the fields above, compared with their own tolerance.
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def compare_runs(expected_path: Path, actual_path: Path, tolerance: float) -> str:
@@ -97,7 +101,9 @@ def _compare_values(want, got, tolerance: float, where: str) -> float:
         label = f"{where} ({want.get('file', '')})" if "file" in want else where
         return max(
             [_compare_values(want[k], got[k], tolerance, f"{label}.{k}")
-             for k in want if k not in FIELD_TOLERANCE]
+             for k in want if k not in FIELD_TOLERANCE and k != "reason"]
+            + [_compare_values(*(_NUMBER.sub("#", str(r)) for r in (want[k], got[k])), 0.0,
+                               f"{label}.{k}") for k in want if k == "reason"]
             + [_within(want[k], got[k], FIELD_TOLERANCE[k], f"{label}.{k}")
                for k in want if k in FIELD_TOLERANCE],
             default=0.0,

@@ -75,6 +75,18 @@ def test_an_ok_uncertain_flip_at_the_confidence_threshold_is_tolerated_and_count
         pi_check.compare_runs(host, _lines(tmp_path / "other.jsonl", [other]), 0.0)
 
 
+def test_reasons_match_in_words_their_numbers_are_the_tolerated_fields(pi_check, tmp_path):
+    record = dict(RECORD, flag="uncertain", stable_confidence=0.634,
+                  reason="low calibrated confidence (confidence over variants 0.63 < 0.66)")
+    host = _lines(tmp_path / "host.jsonl", [record])
+    moved = dict(record, stable_confidence=0.624,
+                 reason="low calibrated confidence (confidence over variants 0.62 < 0.66)")
+    assert pi_check.compare_runs(host, _lines(tmp_path / "moved.jsonl", [moved]), 0.0)
+    reworded = dict(moved, reason="unstable (confidence over variants 0.62 < 0.66)")
+    with pytest.raises(pi_check.CheckError, match="reason"):
+        pi_check.compare_runs(host, _lines(tmp_path / "reworded.jsonl", [reworded]), 0.0)
+
+
 @pytest.mark.parametrize(("core", "part"), [("cortex-a72", "0xd08"), ("cortex-a76", "0xd0b")])
 def test_cpuinfo_names_the_pi_core(pi_check, core, part):
     text = pi_check.cpuinfo_text(core)
