@@ -76,10 +76,10 @@ def test_an_ok_uncertain_flip_at_the_confidence_threshold_is_tolerated_and_count
 
 
 def test_reasons_match_in_words_their_numbers_are_the_tolerated_fields(pi_check, tmp_path):
-    record = dict(RECORD, flag="uncertain", stable_confidence=0.634,
+    record = dict(RECORD, flag="uncertain", stable_confidence=0.631,
                   reason="low calibrated confidence (confidence over variants 0.63 < 0.66)")
     host = _lines(tmp_path / "host.jsonl", [record])
-    moved = dict(record, stable_confidence=0.624,
+    moved = dict(record, stable_confidence=0.626,
                  reason="low calibrated confidence (confidence over variants 0.62 < 0.66)")
     assert pi_check.compare_runs(host, _lines(tmp_path / "moved.jsonl", [moved]), 0.0)
     reworded = dict(moved, reason="unstable (confidence over variants 0.62 < 0.66)")
