@@ -26,8 +26,7 @@ import typer
 from PIL import Image
 
 from lungcnn.edge.api import Classifier
-from lungcnn.edge.contract import segmenter_input
-from lungcnn.edge.lungfield import margin_box
+from lungcnn.edge.contract import seen_box, segmenter_input
 from lungcnn.edge.heatmap import DEFAULT_GRID, occlusion_heatmap
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.segmenter import LungSegmenter
@@ -48,15 +47,9 @@ def lung_share(classifier: Classifier, gray: np.ndarray, mask: np.ndarray,
     positive = np.clip(drops, 0, None)
     if positive.sum() <= 0:
         return None
-    inside = _cell_lung_fractions(mask, _seen_box(classifier, prepared.lung_field), grid)
+    box = seen_box(classifier.runtime.spec, prepared.lung_field)
+    inside = _cell_lung_fractions(mask, box, grid)
     return float((positive * inside).sum() / positive.sum())
-
-
-def _seen_box(classifier: Classifier, field) -> tuple[float, float, float, float]:
-    lung_input = classifier.runtime.spec.lung_field
-    if lung_input is None or field is None or field.problem:
-        return (0.0, 0.0, 1.0, 1.0)
-    return margin_box(field, lung_input.margin)
 
 
 def _cell_lung_fractions(mask: np.ndarray, box, grid: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.contract import Preprocessor, ScanSpec
+from lungcnn.edge.contract import Preprocessor, as_preprocessor
 from lungcnn.edge.decode import ScanError
 from lungcnn.edge.manifest import sha256_file
 
@@ -25,8 +25,7 @@ class ScanBatch:
 
 def load_scans(paths: Sequence[Path], contract: int | Preprocessor) -> ScanBatch:
     """Model inputs of `paths` under `contract` (a Preprocessor, or contract 1's input size)."""
-    if isinstance(contract, int):
-        contract = Preprocessor(ScanSpec(contract))
+    contract = as_preprocessor(contract)
     size = contract.spec.size
     loaded, images, skipped = [], [], []
     for path in paths:

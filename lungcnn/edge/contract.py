@@ -168,11 +168,11 @@ def prepare(gray: np.ndarray, spec: ScanSpec, segmenter: Segmenter | None = None
         raise ValueError("contract 2 needs the lung-field segmenter")
     probabilities = segmenter.probabilities(segmenter_input(gray, segmenter.side))
     field = find_lung_field(probabilities, segmenter.settings)
-    model_input = resize_gray(seen_region(gray, spec, field), spec.size)
+    box = seen_box(spec, field)
+    model_input = resize_gray(crop(gray, box), spec.size)
     lungs = None
     if spec.lung_field.mask_outside and not field.problem:
-        lungs = lung_pixels(probabilities >= segmenter.settings.threshold,
-                            margin_box(field, spec.lung_field.margin), spec.size)
+        lungs = lung_pixels(probabilities >= segmenter.settings.threshold, box, spec.size)
     if spec.lung_field.equalize:
         model_input = equalize(model_input, lungs)
     if lungs is not None:
@@ -180,20 +180,27 @@ def prepare(gray: np.ndarray, spec: ScanSpec, segmenter: Segmenter | None = None
     return Prepared(model_input, field)
 
 
-def seen_region(gray: np.ndarray, spec: ScanSpec, field: LungField | None) -> np.ndarray:
-    """The part of the scan a model input shows: its lung field with the margin under contract
-    2 when plausible lungs were found, else the whole scan."""
+def seen_box(spec: ScanSpec, field: LungField | None) -> tuple[float, float, float, float]:
+    """Where the part of the scan a model input shows lies (scan fractions): its lung field
+    with the margin under contract 2 when plausible lungs were found, else the whole scan."""
     if spec.lung_field is None or field is None or field.problem:
-        return gray
-    return crop(gray, margin_box(field, spec.lung_field.margin))
+        return (0.0, 0.0, 1.0, 1.0)
+    return margin_box(field, spec.lung_field.margin)
+
+
+def seen_region(gray: np.ndarray, spec: ScanSpec, field: LungField | None) -> np.ndarray:
+    """The part of the scan a model input shows (`seen_box`)."""
+    return crop(gray, seen_box(spec, field))
+
+
+def as_preprocessor(contract: int | Preprocessor) -> Preprocessor:
+    """`contract` itself, or contract 1 at that input size."""
+    return contract if isinstance(contract, Preprocessor) else Preprocessor(ScanSpec(contract))
 
 
 def model_input_of(gray: np.ndarray, contract: int | Preprocessor) -> np.ndarray:
-    """The model input of a decoded scan under `contract`: a Preprocessor, or an input size
-    (contract 1)."""
-    if isinstance(contract, Preprocessor):
-        return contract.prepare(gray).model_input
-    return resize_gray(gray, contract)
+    """The model input of a decoded scan under `contract` (`as_preprocessor`)."""
+    return as_preprocessor(contract).prepare(gray).model_input
 
 
 def crop(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from lungcnn.edge.contract import CLASS_NAMES, Preprocessor, ScanSpec, resize_gray
+from lungcnn.edge.contract import CLASS_NAMES, Preprocessor, as_preprocessor, resize_gray
 from lungcnn.edge.decode import ScanError, is_image_file, read_grayscale
 
 SPLITS = ("train", "test")
@@ -141,8 +141,7 @@ def decode_scans(root: str | Path, samples: Sequence[Sample],
 
     Raises UnreadableScans listing every file that failed (after trying all of them)."""
     root = Path(root)
-    if isinstance(contract, int):
-        contract = Preprocessor(ScanSpec(contract))
+    contract = as_preprocessor(contract)
     size = contract.spec.size
     images, fingerprints, failures = [], [], []
     for sample in samples:
