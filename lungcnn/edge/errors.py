@@ -7,6 +7,7 @@ Every stage's CLI imports these, so a notice, a code or an error line reads the 
 from __future__ import annotations
 
 import sys
+import threading
 import unicodedata
 from typing import NoReturn
 
@@ -23,6 +24,11 @@ EXIT_OK = 0  # everything done
 EXIT_FAILED = 1  # the command ran, but some inputs failed (or a check it was asked for failed)
 EXIT_USAGE = 2  # nothing useful done: bad option, unusable model or data, output not writable
 # EXIT_INTERRUPTED (130, 128 + SIGINT): Ctrl-C; everything reported before it is complete
+
+# Held while anything is written to stderr and while file descriptor 2 is redirected to
+# capture the runtime's native log (edge/interpreter.py): a worker thread loading a model must
+# not swallow an error line that the main thread prints at that moment.
+STDERR_LOCK = threading.RLock()
 
 class ScanError(ValueError):
     """A file that cannot be turned into a model input; the message says why in one line."""
@@ -65,8 +71,9 @@ def print_error(message: str, prog: str | None = None) -> None:
     if stream is None:  # started with stderr closed
         return
     try:
-        stream.write(line + "\n")
-        stream.flush()
+        with STDERR_LOCK:
+            stream.write(line + "\n")
+            stream.flush()
     except (OSError, ValueError):
         pass
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcnn.edge.errors import first_line
+from lungcnn.edge.errors import STDERR_LOCK, first_line
 
 _RUNTIMES = (
     ("ai_edge_litert.interpreter", "Interpreter"),
@@ -96,10 +96,10 @@ def open_interpreter(model_path: Path, threads: int | None):
 def _native_stderr_captured(lines: list[str]):
     """Capture into `lines` what the C++ runtime prints on file descriptor 2 while loading a
     model: its INFO chatter would pollute every run, and on failure its last line is the
-    real reason."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
+    real reason. Other threads' stderr lines wait (STDERR_LOCK) instead of being captured."""
+    with STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
             yield

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from lungcnn.edge.errors import NOTICE, printable
+from lungcnn.edge.errors import NOTICE, STDERR_LOCK, printable
 from lungcnn.edge.runtime import Prediction
 from lungcnn.edge.trust import TRUST_FIELDS
 
@@ -228,15 +228,17 @@ class Progress:
 
     def update(self, done: int) -> None:
         if self._enabled:
-            self._stream.write(f"\rclassifying {done}/{self._total}")
-            self._stream.flush()
+            with STDERR_LOCK:
+                self._stream.write(f"\rclassifying {done}/{self._total}")
+                self._stream.flush()
             self._shown = True
 
     def clear(self) -> None:
         """Erase the counter before anything else is printed to the terminal."""
         if self._shown:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
+            with STDERR_LOCK:
+                self._stream.write("\r\x1b[K")
+                self._stream.flush()
             self._shown = False
 
 

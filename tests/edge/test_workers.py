@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 import time
 import warnings
@@ -12,8 +13,9 @@ import warnings
 import pytest
 from typer.testing import CliRunner
 
-from lungcnn.edge import cli
+from lungcnn.edge import cli, interpreter
 from lungcnn.edge.api import BUNDLED_MODEL, Classifier
+from lungcnn.edge.errors import print_error
 from lungcnn.edge.pixels import DecodeMemory
 from lungcnn.edge.quiet import decoder_warnings_silenced
 from lungcnn.edge.workers import LOOKAHEAD, Classifiers, classify_in_order, default_workers
@@ -158,3 +160,30 @@ def test_overlapping_decodes_silence_warnings_and_restore_the_filters():
         thread.join(timeout=5)
     assert caught == ["ignore", "ignore"]
     assert warnings.filters == before
+
+
+def test_an_error_line_printed_while_a_worker_loads_a_model_is_not_swallowed(capfd,
+                                                                             monkeypatch):
+    """Loading a model redirects file descriptor 2 to capture the runtime's log; a line the
+    main thread prints meanwhile must wait and reach stderr, not the capture (a CI failure:
+    a symlink's error line went missing with several workers)."""
+    captured, loading, release = [], threading.Event(), threading.Event()
+    descriptor_2 = open(2, "w", closefd=False)  # noqa: SIM115 - as in a process, not capfd's
+    monkeypatch.setattr(sys, "stderr", descriptor_2)
+
+    def load():
+        with interpreter._native_stderr_captured(captured):
+            loading.set()
+            release.wait(10)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    loading.wait(10)
+    printer = threading.Thread(target=print_error, args=("scan.png: unreadable", "prog"))
+    printer.start()
+    printer.join(0.2)
+    release.set()
+    loader.join(10)
+    printer.join(10)
+    assert capfd.readouterr().err == "prog: error: scan.png: unreadable\n"
+    assert "unreadable" not in "".join(captured)
