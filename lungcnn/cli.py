@@ -6,6 +6,7 @@
     lungcnn bench   -> benchmarks.cli   (python -m lungcnn.benchmarks)
     lungcnn calibrate -> calibrate.cli (confidence calibration, abstention thresholds)
     lungcnn loso    -> benchmarks.loso_cli (leave-one-source-out; loso-report: its report)
+    lungcnn loso-ensemble -> benchmarks.ensemble_cli (members without each pair of sources)
     lungcnn bundle  -> bundle           (a calibrated int8 model becomes the bundled model)
     lungcnn segmenter -> segmenter_cli  (the lung-field segmenter of contract v2)
 
@@ -21,6 +22,7 @@ with ctrl_c_ends_startup("lungcnn"):
 
     from lungcnn.archive.cli import classify_archive_command
     from lungcnn.benchmarks.cli import bench_command
+    from lungcnn.benchmarks.ensemble_cli import loso_ensemble_command
     from lungcnn.benchmarks.loso_cli import loso_command, loso_report_command
     from lungcnn.benchmarks.probe import probe_command
     from lungcnn.bundle import bundle_command
@@ -46,6 +48,8 @@ _COMMANDS = (  # name, command, its line in `lungcnn --help`
     ("loso", loso_command, "Leave each source out in turn and classify it on the device."),
     ("loso-report", loso_report_command, "Recompute a leave-one-source-out report, with its "
                                          "selective-prediction figures, without training."),
+    ("loso-ensemble", loso_ensemble_command, "Score the disagreement of members trained "
+                                             "without each pair of sources, on LOSO folds."),
     ("probe", probe_command, "Probe models' features for source and age shortcuts."),
     ("bundle", bundle_command, "Make a run's calibrated int8 model the bundled model."),
     ("segmenter", segmenter_command, "Train and convert the lung-field segmenter."),

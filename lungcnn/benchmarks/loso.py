@@ -80,7 +80,7 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
         log(f"  {records_path} lacks record fields: held-out scans classified again")
     recipe = replace(config.recipe, exclude_sources=(*config.recipe.exclude_sources, source))
     if not records_path.is_file():
-        _train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
+        train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
     held_out = [s for s in samples if s.source == source
                 and s.finding not in recipe.exclude_findings]
     kept = [s for s in samples if recipe.keeps(s)]
@@ -134,7 +134,7 @@ def fitted_thresholds(model: Path) -> dict:
             "temperature": (manifest.get("calibration") or {}).get("temperature")}
 
 
-def _train_convert_calibrate(spec: ArchSpec, recipe: TrainConfig, data: Sequence[Path],
+def train_convert_calibrate(spec: ArchSpec, recipe: TrainConfig, data: Sequence[Path],
                              fold_dir: Path, log: Callable[[str], None]) -> None:
     from lungcnn.calibrate.calibration import calibrate_run
     from lungcnn.convert.converter import ConvertOptions, convert_keras_run

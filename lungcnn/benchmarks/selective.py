@@ -104,6 +104,13 @@ def nearest_differs(record: dict, fold: dict) -> bool:
     return record["nearest_class"] is not None and record["nearest_class"] != record["predicted"]
 
 
+def members_support(record: dict, fold: dict) -> float:
+    """The ensemble members' mean probability of the answer's label (`benchmarks.ensemble`):
+    low when the members, trained without this source and each without one more, disagree."""
+    votes = [v[record["predicted"]] for v in record["member_probabilities"] if v is not None]
+    return float(np.mean(votes)) if votes else 0.0
+
+
 def conformal_rule(folds: dict[str, dict], source: str) -> Scored:
     """Flag a prediction set that does not hold exactly one label; the level is calibrated
     on the other folds' covered held-out scans (`benchmarks.conformal`)."""
@@ -133,6 +140,7 @@ BASELINE, DEVICE = "today (baseline)", "today, thresholds nested"
 WITH_SETS = f"{DEVICE} + conformal set"
 WITH_NEAREST = f"{DEVICE} + nearest class differs"
 DISTANCE_IF_NEAREST = "feature distance, only when the nearest class differs"
+MEMBERS, WITH_MEMBERS = "ensemble support", f"{DEVICE} + ensemble support"
 RULES: dict[str, Rule] = {
     BASELINE: today,
     DEVICE: nested_thresholds,
@@ -145,11 +153,14 @@ RULES: dict[str, Rule] = {
     WITH_SETS: either(nested_thresholds, conformal_rule),
     "nearest class differs": nearest_class_differs,
     WITH_NEAREST: either(nested_thresholds, nearest_class_differs),
+    MEMBERS: score_rule(members_support),
+    WITH_MEMBERS: either(nested_thresholds, score_rule(members_support)),
 }
 # The record field a rule needs, for rules that results of older `lungcnn loso` runs lack.
 NEEDS = {"conformal set": "probabilities", WITH_SETS: "probabilities",
          "nearest class differs": "nearest_class", WITH_NEAREST: "nearest_class",
-         DISTANCE_IF_NEAREST: "nearest_class"}
+         DISTANCE_IF_NEAREST: "nearest_class", MEMBERS: "member_probabilities",
+         WITH_MEMBERS: "member_probabilities"}
 
 
 def helps(selective: dict, name: str, baseline: str = DEVICE) -> bool:

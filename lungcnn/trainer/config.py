@@ -94,6 +94,14 @@ class TrainConfig:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, fields: dict) -> TrainConfig:
+        """The config `to_json` saved (in a manifest or a benchmark result)."""
+        tuples = {key: tuple(fields[key]) for key in ("exclude_sources", "exclude_findings")
+                  if key in fields}
+        return cls(**{**fields, **tuples,
+                      "augmentation": Augmentation(**fields.get("augmentation", {}))})
+
     def keeps(self, sample) -> bool:
         """Whether a scan (trainer.dataset.Sample) is used: not of an excluded source or
         finding."""

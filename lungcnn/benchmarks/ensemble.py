@@ -1,0 +1,125 @@
+"""Ensemble disagreement on held-out sources: does an answer depend on which hospitals the
+model saw?
+
+For every pair of sources {S, T}, a member model is trained on every other source (the LOSO
+recipe, usually with fewer epochs), converted to int8, and run on the scans of S and of T.
+When source S is held out, its LOSO fold model gives the answer and the members trained
+without S (one per other source T) vote: none of them saw S either, so the evaluation stays
+nested. Each held-out record of the LOSO result gains `member_probabilities` (one vector per
+member); `benchmarks.selective` scores the agreement as a trust rule, and the members' mean as
+a label, side by side with today's rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lungcnn.benchmarks.loso import all_samples, held_out_records, train_convert_calibrate
+from lungcnn.edge.manifest import write_json_atomic
+from lungcnn.trainer.architectures import ARCHITECTURES
+from lungcnn.trainer.config import TrainConfig
+
+MEMBER_RECORDS = "member_records.json"
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    loso_result: Path  # a `lungcnn loso` result (benchmarks/results/NAME.json)
+    out: Path  # member run directories: out/<S>+<T>/
+    epochs: int  # members' epochs (the LOSO recipe's other settings are kept)
+
+
+def pair_name(pair: tuple[str, str]) -> str:
+    return "+".join(sorted(pair))
+
+
+def train_members(config: EnsembleConfig, log: Callable[[str], None] = print) -> dict:
+    """Every pair's member records, {pair name: {source: records of that source}}: read when
+    the member's run has them, else trained, converted and run."""
+    result = json.loads(config.loso_result.read_text())
+    pairs = list(itertools.combinations(sorted(result["sources"]), 2))
+    members = {pair_name(pair): _reused(config.out / pair_name(pair), log) for pair in pairs}
+    missing = [pair for pair in pairs if members[pair_name(pair)] is None]
+    if missing:
+        recipe = replace(TrainConfig.from_json(result["recipe"]), epochs=config.epochs)
+        data = [Path(p) for p in result["data"]]
+        root, samples = all_samples(data, config.out / "data")
+        for pair in missing:
+            log(f"ensemble member without {pair_name(pair)}")
+            members[pair_name(pair)] = _member(result["arch"], recipe, data, root, samples,
+                                               pair, config.out / pair_name(pair), log)
+    return members
+
+
+def _reused(run_dir: Path, log: Callable[[str], None]) -> dict | None:
+    records_path = run_dir / MEMBER_RECORDS
+    if not records_path.is_file():
+        return None
+    log(f"  {records_path} exists: member reused")
+    return json.loads(records_path.read_text())
+
+
+def _member(arch: str, recipe: TrainConfig, data: list[Path], root: Path, samples: list,
+            pair: tuple[str, str], run_dir: Path, log: Callable[[str], None]) -> dict:
+    recipe = replace(recipe, exclude_sources=(*recipe.exclude_sources, *pair))
+    train_convert_calibrate(ARCHITECTURES[arch], recipe, data, run_dir, log)
+    kept = [s for s in samples if recipe.keeps(s)]
+    records = {source: held_out_records(run_dir / "model_int8.tflite", root,
+                                        [s for s in samples if s.source == source
+                                         and s.finding not in recipe.exclude_findings], kept)
+               for source in pair}
+    write_json_atomic(run_dir / MEMBER_RECORDS, records)
+    return records
+
+
+def with_members(result: dict, members: dict) -> dict:
+    """The LOSO result with each held-out record's `member_probabilities`: the vote of every
+    member trained without its source (None for a scan a member could not read)."""
+    folds = {}
+    for source, fold in result["folds"].items():
+        votes = [_by_file(records[source]) for name, records in members.items()
+                 if source in name.split("+")]
+        folds[source] = {**fold, "records": [
+            {**r, "member_probabilities": [vote.get(r["file"]) for vote in votes]}
+            for r in fold["records"]]}
+    return {**result, "folds": folds}
+
+
+def _by_file(records: list[dict]) -> dict[str, dict[str, float] | None]:
+    return {r["file"]: r["probabilities"] if r["status"] == "ok" else None for r in records}
+
+
+def label_accuracy(result: dict) -> dict:
+    """Per fold and pooled, over answered scans: accuracy of the fold model's answer, of the
+    members' mean and of the mean of both (all of them trained without the fold's source)."""
+    rows, pooled = {}, {"answer": [], "members": [], "all": []}
+    for source, fold in result["folds"].items():
+        hits = {"answer": [], "members": [], "all": []}
+        for record in fold["records"]:
+            votes = [v for v in record.get("member_probabilities") or [] if v is not None]
+            if record["status"] != "ok" or not votes:
+                continue
+            answer = record["probabilities"]
+            hits["answer"].append(record["predicted"] == record["label"])
+            hits["members"].append(_mean_label(votes) == record["label"])
+            hits["all"].append(_mean_label([*votes, answer]) == record["label"])
+        rows[source] = {key: _mean(values) for key, values in hits.items()}
+        rows[source]["n"] = len(hits["answer"])
+        for key in pooled:
+            pooled[key] += hits[key]
+    rows["pooled"] = {**{key: _mean(values) for key, values in pooled.items()},
+                      "n": len(pooled["answer"])}
+    return rows
+
+
+def _mean_label(votes: list[dict[str, float]]) -> str:
+    names = list(votes[0])
+    return max(names, key=lambda name: sum(v[name] for v in votes))
+
+
+def _mean(values: list[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
