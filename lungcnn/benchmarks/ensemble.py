@@ -95,25 +95,37 @@ def _by_file(records: list[dict]) -> dict[str, dict[str, float] | None]:
 
 def label_accuracy(result: dict) -> dict:
     """Per fold and pooled, over answered scans: accuracy of the fold model's answer, of the
-    members' mean and of the mean of both (all of them trained without the fold's source)."""
-    rows, pooled = {}, {"answer": [], "members": [], "all": []}
+    members' mean and of the mean of both (all of them trained without the fold's source),
+    and the members' mean support of the answer when it is right and when it is wrong."""
+    rows, pooled = {}, _Tally()
     for source, fold in result["folds"].items():
-        hits = {"answer": [], "members": [], "all": []}
+        tally = _Tally()
         for record in fold["records"]:
             votes = [v for v in record.get("member_probabilities") or [] if v is not None]
-            if record["status"] != "ok" or not votes:
-                continue
-            answer = record["probabilities"]
-            hits["answer"].append(record["predicted"] == record["label"])
-            hits["members"].append(_mean_label(votes) == record["label"])
-            hits["all"].append(_mean_label([*votes, answer]) == record["label"])
-        rows[source] = {key: _mean(values) for key, values in hits.items()}
-        rows[source]["n"] = len(hits["answer"])
-        for key in pooled:
-            pooled[key] += hits[key]
-    rows["pooled"] = {**{key: _mean(values) for key, values in pooled.items()},
-                      "n": len(pooled["answer"])}
+            if record["status"] == "ok" and votes:
+                tally.add(record, votes)
+                pooled.add(record, votes)
+        rows[source] = tally.row()
+    rows["pooled"] = pooled.row()
     return rows
+
+
+class _Tally:
+    def __init__(self):
+        self.hits = {"answer": [], "members": [], "all": []}
+        self.support = {True: [], False: []}
+
+    def add(self, record: dict, votes: list[dict[str, float]]) -> None:
+        right = record["predicted"] == record["label"]
+        self.hits["answer"].append(right)
+        self.hits["members"].append(_mean_label(votes) == record["label"])
+        self.hits["all"].append(_mean_label([*votes, record["probabilities"]]) == record["label"])
+        self.support[right].append(sum(v[record["predicted"]] for v in votes) / len(votes))
+
+    def row(self) -> dict:
+        return {**{key: _mean(values) for key, values in self.hits.items()},
+                "n": len(self.hits["answer"]), "support_right": _mean(self.support[True]),
+                "support_wrong": _mean(self.support[False])}
 
 
 def _mean_label(votes: list[dict[str, float]]) -> str:
@@ -121,5 +133,29 @@ def _mean_label(votes: list[dict[str, float]]) -> str:
     return max(names, key=lambda name: sum(v[name] for v in votes))
 
 
-def _mean(values: list[bool]) -> float | None:
+def _mean(values: list) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def ensemble_lines(result: dict, kept: bool) -> list[str]:
+    """The Markdown section of a `lungcnn loso-ensemble` result."""
+    lines = ["", f"## Ensemble members ({result['ensemble']['epochs']} epochs each, each "
+             "without the held-out source and one more)", "",
+             f"Ensemble support as a trust signal: {'kept' if kept else 'not kept'} "
+             "(nested: more wrong answers flagged, at most the allowed share of right ones, "
+             "and accepted answers more accurate than all on at least as many folds).", "",
+             "Accuracy on answered held-out scans, by which model gives the label, and the "
+             "members' mean probability of the fold model's answer (its support) when that "
+             "answer is right and when it is wrong:", "",
+             "| held out | n | fold model | members' mean | fold model and members "
+             "| support, right answers | support, wrong answers |",
+             "|---|---|---|---|---|---|---|"]
+    for source, row in label_accuracy(result).items():
+        lines.append(f"| {source} | {row['n']} | {_f(row['answer'])} | {_f(row['members'])} "
+                     f"| {_f(row['all'])} | {_f(row['support_right'])} "
+                     f"| {_f(row['support_wrong'])} |")
+    return lines
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -11,14 +11,8 @@ from typing import Annotated
 
 import typer
 
-from lungcnn.benchmarks.ensemble import (
-    EnsembleConfig,
-    label_accuracy,
-    train_members,
-    with_members,
-)
+from lungcnn.benchmarks.ensemble import EnsembleConfig, train_members, with_members
 from lungcnn.benchmarks.loso_cli import write_results
-from lungcnn.benchmarks.selective import WITH_MEMBERS, helps
 from lungcnn.edge.errors import fail
 from lungcnn.trainer.dataset import DatasetError
 
@@ -43,29 +37,7 @@ def loso_ensemble_command(
                                 log=lambda line: typer.echo(line, err=True))
     except (OSError, ValueError, KeyError, DatasetError) as error:
         fail(f"{results}: {error}")
-    result = with_members(loso, members)
+    result = {**with_members(loso, members), "ensemble": {"epochs": epochs,
+                                                          "members": sorted(members)}}
     result["command"] = "lungcnn " + shlex.join(["loso-ensemble", *sys.argv[2:]])
-    markdown = write_results(result, out, name)
-    labels = label_accuracy(result)
-    extra = _ensemble_lines(labels, helps(result["selective"], WITH_MEMBERS), epochs)
-    (out / f"{name}.md").write_text(markdown.rstrip("\n") + "\n" + "\n".join(extra) + "\n")
-    typer.echo("\n".join(extra))
-
-
-def _ensemble_lines(labels: dict, kept: bool, epochs: int) -> list[str]:
-    lines = ["", f"## Ensemble members ({epochs} epochs each, each without the held-out "
-             "source and one more)", "",
-             f"Ensemble support as a trust signal: {'kept' if kept else 'not kept'} "
-             "(nested: more wrong answers flagged, at most the allowed share of right ones, "
-             "and accepted answers more accurate than all on at least as many folds).", "",
-             "Accuracy on answered held-out scans, by which model gives the label:", "",
-             "| held out | n | fold model | members' mean | fold model and members |",
-             "|---|---|---|---|---|"]
-    for source, row in labels.items():
-        lines.append(f"| {source} | {row['n']} | {_f(row['answer'])} | {_f(row['members'])} "
-                     f"| {_f(row['all'])} |")
-    return lines
-
-
-def _f(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    typer.echo(write_results(result, out, name))

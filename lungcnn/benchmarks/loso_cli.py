@@ -15,7 +15,8 @@ import typer
 from lungcnn.benchmarks.conformal import conformal_report, has_probabilities
 from lungcnn.benchmarks.loso import LosoConfig, run_loso
 from lungcnn.benchmarks.loso_report import MAX_RIGHT_FLAGGED, loso_report
-from lungcnn.benchmarks.selective import WITH_SETS, helps, selective_report
+from lungcnn.benchmarks.ensemble import ensemble_lines
+from lungcnn.benchmarks.selective import WITH_MEMBERS, WITH_SETS, helps, selective_report
 from lungcnn.benchmarks.selective_report import selective_lines, write_risk_coverage_plot
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.errors import NOTICE, fail
@@ -153,6 +154,8 @@ def format_markdown(result: dict) -> str:
         lines += selective_lines(result["selective"], result.get("conformal"))
         lines += ["", f"![risk-coverage]({Path(result['report_command'].split()[-1]).stem}"
                   "_risk_coverage.png)"]
+    if result.get("ensemble") and result.get("selective"):
+        lines += ensemble_lines(result, helps(result["selective"], WITH_MEMBERS))
     lines += ["", NOTICE, ""]
     return "\n".join(lines)
 

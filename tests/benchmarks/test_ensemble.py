@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from lungcnn.benchmarks.ensemble import MEMBER_RECORDS, label_accuracy, with_members
 from lungcnn.benchmarks.selective import MEMBERS, WITH_MEMBERS, helps, selective_report
 from lungcnn.cli import app
+from lungcnn.edge.errors import NOTICE
 
 from test_selective import fold, record
 
@@ -67,7 +68,8 @@ def test_support_flags_what_the_members_reject_and_is_kept_when_it_helps():
 def test_label_from_the_members_mean():
     result, members = three_sources()
     labels = label_accuracy(with_members(result, members))
-    assert labels["a"] == {"answer": 0.75, "members": 1.0, "all": 1.0, "n": 16}
+    assert labels["a"] == {"answer": 0.75, "members": 1.0, "all": 1.0, "n": 16,
+                           "support_right": pytest.approx(0.8), "support_wrong": pytest.approx(0.1)}
     assert labels["pooled"]["n"] == 48
 
 
@@ -87,7 +89,8 @@ def test_loso_ensemble_command_scores_existing_members(tmp_path):
     assert written["selective"]["rules"][WITH_MEMBERS]["pooled"]["wrong_flagged"] == 1.0
     markdown = (tmp_path / "out" / "ens.md").read_text()
     assert "Ensemble support as a trust signal: kept" in markdown
-    assert "| a | 16 | 0.75 | 1.00 | 1.00 |" in markdown
+    assert markdown.endswith(NOTICE + "\n")
+    assert "| a | 16 | 0.75 | 1.00 | 1.00 | 0.80 | 0.10 |" in markdown
 
 
 def test_loso_ensemble_command_refuses_an_unreadable_result(tmp_path):
