@@ -134,7 +134,6 @@ def ray_session(address: str, workers: int | None) -> Iterator[None]:
     # not a problem, and it read like a failure at the top of every run.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR)
-    drop_stderr_lines(ACTOR_ARGUMENTS_NOTICE)
     try:
         if address == "local":
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
@@ -145,6 +144,7 @@ def ray_session(address: str, workers: int | None) -> Iterator[None]:
     except Exception as error:  # noqa: BLE001 - Ray raises several types; all are one line
         raise ClusterError(f"cannot start or reach Ray at {address}: "
                            f"{first_line(error)}") from None
+    drop_stderr_lines(ACTOR_ARGUMENTS_NOTICE)  # after Ray's own processes have started
     try:
         yield
     finally:
