@@ -292,7 +292,6 @@ def main(argv: list[str] | None = None) -> None:
         return serve_main(args[1:])
     if args[:1] in (["validate"], ["adapt"]):
         from lungcnn.edge.site_cli import main as site_main  # not needed to classify
-
         return site_main(args)
     _occupy_closed_standard_fds()
     for stream in (sys.stdout, sys.stderr):  # a name the terminal cannot encode is escaped
