@@ -136,7 +136,7 @@ def test_healthz_recovers_once_half_sent_headers_held_every_connection(int8_mode
     """Over --max-connections uvicorn itself answers 503 (documented); the header deadline
     closes the half-sent requests, and /healthz answers 200 again."""
     settings = ServeSettings(model=int8_model, port=free_port(), max_connections=8,
-                             header_timeout=5.0)
+                             header_timeout=10.0)
     with ExitStack() as stack, running(settings):
         slowloris = [stack.enter_context(raw_request(settings.port, None, header_bytes=20))
                      for _ in range(settings.max_connections)]
