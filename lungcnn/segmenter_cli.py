@@ -30,7 +30,9 @@ def segmenter_command(
     """Train the lung-field segmenter (int8 TFLite, for contract v2). Not a medical device."""
     from lungcnn.trainer.segmenter import SegmenterConfig
     from lungcnn.trainer.segmenter_data import load_mask_pairs
+    from lungcnn.trainer.tf_log import quiet_tensorflow
 
+    quiet_tensorflow()
     config = SegmenterConfig(epochs=epochs)
     pairs = load_mask_pairs(list(data), config.input_size)
     if len({p.source for p in pairs}) < 1 or len(pairs) < 10:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +30,21 @@ import lungcnn
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.errors import first_line
 from lungcnn.edge.manifest import manifest_path
+from lungcnn.edge.quiet import drop_stderr_lines
 from lungcnn.edge.report import ScanResult
 from lungcnn.edge.runtime import companion_files
 from lungcnn.archive.output import result_row, result_schema, write_part
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+# Ray's core worker logs an `E` line for every actor of Ray Data's pool: their constructor
+# arguments are object references while the actors may be restarted (ray-project/ray#53727).
+# Those are Ray Data's own (its map transformer, holding our class and model reference, and
+# its data context), held by its operator for the whole execution, and the driver holds the
+# model's reference until the job ends (`classify_paths`): the line warns of nothing here.
+ACTOR_ARGUMENTS_NOTICE = re.compile(
+    rb"\[[\d-]+ [\d:,]+ E \d+ \d+\] core_worker\.cc:\d+: Actor with class name: "
+    rb"'MapWorker\(MapBatches\(ArchiveClassifier\)\)' and ID: '\w+' has constructor "
+    rb"arguments in the object store and max_restarts > 0\.")
 
 
 class ClusterError(RuntimeError):
@@ -133,6 +144,7 @@ def ray_session(address: str, workers: int | None) -> Iterator[None]:
     except Exception as error:  # noqa: BLE001 - Ray raises several types; all are one line
         raise ClusterError(f"cannot start or reach Ray at {address}: "
                            f"{first_line(error)}") from None
+    drop_stderr_lines(ACTOR_ARGUMENTS_NOTICE)  # after Ray's own processes have started
     try:
         yield
     finally:

@@ -3,7 +3,6 @@ side. Heavy imports happen inside the command, so `lungcnn --help` stays fast.""
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,6 +18,7 @@ from lungcnn.benchmarks.config import (
     QUICK_WARMUP_CALLS,
 )
 from lungcnn.edge.errors import EXIT_FAILED, EXIT_USAGE, NOTICE, fail
+from lungcnn.trainer.tf_log import quiet_tensorflow
 
 
 def bench_command(
@@ -64,7 +64,7 @@ def bench_command(
     directory or model, conversion or calibration failed, dataset missing, --out not
     writable, bad option).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     from lungcnn.benchmarks.bench import BenchError, default_runs, run_benchmark, write_results
     from lungcnn.benchmarks.config import BenchConfig
     from lungcnn.benchmarks.testset import TestSetError

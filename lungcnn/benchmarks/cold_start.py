@@ -24,7 +24,9 @@ from lungcnn.edge.report import NOTICE
 
 REPO = Path(__file__).resolve().parents[2]
 SCAN = REPO / "tests" / "scans" / "covid-0100.jpg"
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+# This checkout first; a PYTHONPATH given to the benchmark stays behind it.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
 TOP_IMPORTS = 12
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
 
@@ -56,13 +58,22 @@ def main(
               "median_s": {label: round(v, 3) for label, v in medians.items()},
               "ratio": round(medians["import tensorflow"] / medians["edge-classify"], 1),
               "imports": top_imports(runs["edge-classify"]),
-              "machine": machine_info(load_start), "notice": NOTICE}
+              "machine": machine_info(load_start), "typer": _typer_version(),
+              "notice": NOTICE}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / f"{name}.json", result)
     (out / f"{name}.md").write_text(markdown(result))
     print(f"wrote {out / (name + '.md')}: edge-classify {result['median_s']['edge-classify']} s, "
           f"import tensorflow {result['median_s']['import tensorflow']} s, "
           f"ratio {result['ratio']}x")
+
+
+def _typer_version() -> str:
+    """The CLI library's version where the runs find it (its option parsing is part of the
+    start-up: 0.29 imports pydantic to coerce options)."""
+    code = "import typer; print(typer.__version__)"
+    return subprocess.run([sys.executable, "-c", code], env=ENV, cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout.strip()
 
 
 def _wall(argv: list[str]) -> float:
@@ -99,7 +110,7 @@ Regenerate: `{result['command']}` ({result['date']}; {machine['cpu_model']},
 
 `edge-classify --json {result['scan']}` (start the interpreter, import, load the bundled
 model, decode, classify with every trust check, print) and `python -c 'import tensorflow'`,
-each a fresh process, {result['repeats']} alternating rounds.
+each a fresh process, {result['repeats']} alternating rounds; typer {result['typer']}.
 
 | command | median s | all runs s |
 |---|---|---|

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, TiffImagePlugin
 
-from lungcnn.benchmarks.synthetic_dicom import secondary_capture
+from lungcnn.benchmarks.synthetic_dicom import encapsulated_dicom, j2k_declaring, secondary_capture
 from lungcnn.edge.pixels import MAX_PIXELS, largest_accepted_pixels, pillow_decode_bytes
+
+JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 
 
 def _ramp(height: int, width: int, high: float) -> np.ndarray:
@@ -126,6 +128,28 @@ def _dicom(kind: str):
     return write
 
 
+def _dicom_j2k(path: Path, pixels: int) -> None:
+    """Lossless JPEG 2000, 12 bits stored."""
+    from openjpeg import encode
+    from pydicom.encaps import encapsulate
+
+    side = math.isqrt(pixels)
+    dataset = secondary_capture(side, side)
+    dataset.file_meta.TransferSyntaxUID = JPEG_2000_LOSSLESS
+    values = _ramp(side, side, 4095).astype(np.uint16)
+    dataset.PixelData = encapsulate([encode(values, bits_stored=12,
+                                            photometric_interpretation=2)])
+    dataset["PixelData"].VR = "OB"
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def _dicom_j2k_declaring(path: Path, pixels: int) -> None:
+    """Under 1 KB: a 64 x 64 JPEG 2000 frame whose codestream and DICOM header say `pixels`."""
+    side = math.isqrt(pixels)
+    path.write_bytes(encapsulated_dicom(j2k_declaring(side, tile=256), side, side,
+                                        JPEG_2000_LOSSLESS))
+
+
 # name -> (file name, writer, (format, mode, bands, progressive) for Pillow's decode memory;
 # None for DICOM, 16-bit samples held twice)
 LARGE_SCANS: dict[str, tuple[str, Callable[[Path, int], None], tuple | None]] = {
@@ -151,6 +175,8 @@ LARGE_SCANS: dict[str, tuple[str, Callable[[Path, int], None], tuple | None]] = 
     "dicom-16bit-rescale-window": ("a.dcm", _dicom("window"), None),
     "dicom-16bit-voi-lut": ("a.dcm", _dicom("voi-lut"), None),
     "dicom-16bit-4-frames": ("a.dcm", _dicom("multiframe"), None),
+    "dicom-j2k-12bit": ("a.dcm", _dicom_j2k, None),
+    "dicom-j2k-declared-small-file": ("a.dcm", _dicom_j2k_declaring, None),
 }
 
 

@@ -22,6 +22,7 @@ from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.errors import NOTICE, fail
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import DatasetError
+from lungcnn.trainer.tf_log import quiet_tensorflow
 
 
 def loso_command(
@@ -67,6 +68,7 @@ def loso_command(
                      **({"input_size": size} if size else {}))
     config = LosoConfig(arch, tuple(data), runs, recipe, tuple(holdout or ()),
                         attention or lung_field)
+    quiet_tensorflow()
     try:
         result = run_loso(config, spec, log=lambda line: typer.echo(line, err=True))
     except (DatasetError, ValueError) as error:

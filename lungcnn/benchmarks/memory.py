@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,23 +49,34 @@ def peak_rss(command: list[str], env: dict, stdout: Path) -> dict:
 
 
 def measure(folder: Path, checkouts: dict[str, Path], cases: list[str], model: Path | None,
-            echo) -> list[dict]:
+            echo, repeats: int = 1) -> list[dict]:
+    """Each case `repeats` times per checkout, the checkouts taking turns (side by side under
+    the same load): the highest peak and the median wall time of each."""
     rows = []
     for name in ["startup-64px-png", *cases]:
         path, pixels = _write_case(folder, name)
         row = {"case": name, "pixels": pixels, "file_mb": path.stat().st_size / 1e6}
-        for label, checkout in checkouts.items():
-            command = [sys.executable, "-m", "lungcnn.edge", "--json", str(path)]
-            command += ["--model", str(model)] if model else []
-            env = {**os.environ, "PYTHONPATH": str(checkout)}
-            result = peak_rss(command, env, folder / "out.jsonl")
-            result["status"] = _status(folder / "out.jsonl")
-            row[label] = result
-            echo(f"{name} [{label}]: {result['peak_mb']:.0f} MB, exit {result['exit']}, "
-                 f"{result['seconds']:.1f} s {result['stderr'][:100]}")
+        runs: dict[str, list[dict]] = {label: [] for label in checkouts}
+        for _ in range(repeats):
+            for label, checkout in checkouts.items():
+                result = _run_case(path, checkout, model, folder / "out.jsonl")
+                runs[label].append(result)
+                echo(f"{name} [{label}]: {result['peak_mb']:.0f} MB, exit {result['exit']}, "
+                     f"{result['seconds']:.1f} s {result['stderr'][:100]}")
+        for label, results in runs.items():
+            row[label] = {**results[0], "peak_mb": max(r["peak_mb"] for r in results),
+                          "seconds": statistics.median(r["seconds"] for r in results),
+                          "runs": len(results)}
         path.unlink()
         rows.append(row)
     return rows
+
+
+def _run_case(path: Path, checkout: Path, model: Path | None, out: Path) -> dict:
+    command = [sys.executable, "-m", "lungcnn.edge", "--json", str(path)]
+    command += ["--model", str(model)] if model else []
+    result = peak_rss(command, {**os.environ, "PYTHONPATH": str(checkout)}, out)
+    return {**result, "status": _status(out)}
 
 
 def _write_case(folder: Path, name: str) -> tuple[Path, int]:
@@ -103,16 +115,20 @@ def write_report(rows: list[dict], labels: list[str], out: Path, name: str, info
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps({**info, "cases": rows}, indent=2) + "\n")
     header = ["case", "pixels", "file MB"] + [f"peak RSS MB ({label})" for label in labels]
+    header += [f"median wall s ({label})" for label in labels]
     header += ["status", f"within {GOAL_MB} MB"]
     lines = ["# Peak memory of one edge-classify call on the largest scan of each format\n",
              f"Regenerate: `{info['command']}`\n",
              f"{info['machine']}; Python {info['python']}; {info['date']}. Each case is a "
              f"fresh `python -m lungcnn.edge --json FILE` process (bundled model, all trust "
-             f"checks); peak RSS from `os.wait4`. Each scan has the most pixels the decoder "
+             f"checks), {info['repeats']} run(s) per checkout taking turns; the highest peak "
+             f"RSS (`os.wait4`) and the median wall time, start-up included. Each scan has the most pixels the decoder "
              f"accepts for its format and mode (pixel limit {MAX_PIXELS:,}, decode budget "
              f"{DECODE_BUDGET // 2**20} MiB); `{AT_LIMIT}` cases are over the budget and must "
              f"be refused. A child's peak includes at least its parent's on Linux; the "
-             f"measuring process peaked at {info['measuring_process_peak_mb']:.0f} MB.\n",
+             f"measuring process peaked at {info['measuring_process_peak_mb']:.0f} MB. Load "
+             f"average {info['load_average'][0]:.2f} before, {info['load_average'][1]:.2f} "
+             "after (a shared machine: compare the columns of one run).\n",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         measured = [row[label] for label in labels]
@@ -120,6 +136,7 @@ def write_report(rows: list[dict], labels: list[str], out: Path, name: str, info
         cells = [row["case"], f"{row['pixels']:,}", f"{row['file_mb']:.1f}"]
         cells += [f"{m['peak_mb']:.0f}" + ("" if m["exit"] == 0 else f" (exit {m['exit']})")
                   for m in measured]
+        cells += [f"{m['seconds']:.2f}" for m in measured]
         status = current["status"] + (f": {current['stderr'].split(': ', 3)[-1]}"
                                       if current["status"] == "error" else "")
         cells += [status, "yes" if current["peak_mb"] <= GOAL_MB else "**no**"]
@@ -145,23 +162,28 @@ def main(
         help="Only these cases (repeat); default every one.")] = None,
     model: Annotated[Path | None, typer.Option(
         help=".tflite model; default the bundled one.", show_default=False)] = None,
+    repeats: Annotated[int, typer.Option(
+        min=1, help="Runs of each case per checkout (median wall time).")] = 1,
 ) -> None:
     cases = list(case or [*LARGE_SCANS, *(name + AT_LIMIT for name in OVER_BUDGET)])
     unknown = sorted({c.removesuffix(AT_LIMIT) for c in cases} - set(LARGE_SCANS))
     if unknown:
         fail(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(LARGE_SCANS)}")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="lungcnn-memory-") as folder:
         checkouts = {"this checkout": _REPO}
         if baseline:
             checkouts[baseline] = _extract(baseline, Path(folder) / "baseline")
         rows = measure(Path(folder), checkouts, cases, model,
-                       echo=lambda line: typer.echo(line, err=True))
+                       echo=lambda line: typer.echo(line, err=True), repeats=repeats)
     words = ["python", "-m", "lungcnn.benchmarks.memory", "--out", str(out), "--name", name]
     words += ["--baseline", baseline] if baseline else []
     words += [w for c in (case or []) for w in ("--case", c)]
+    words += ["--repeats", str(repeats)] if repeats > 1 else []
     info = {"command": shlex.join(words), "machine": f"{platform.machine()} "
             f"{os.cpu_count()} cores", "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d"), "goal_mb": GOAL_MB,
+            "date": time.strftime("%Y-%m-%d"), "goal_mb": GOAL_MB, "repeats": repeats,
+            "load_average": [load_before, os.getloadavg()[0]],
             "measuring_process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     write_report(rows, list(checkouts), out, name, info)
     typer.echo(f"wrote {out / (name + '.md')} and {name}.json")

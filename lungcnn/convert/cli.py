@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ from lungcnn.convert.converter import Conversion, ConvertOptions, convert_keras_
 from lungcnn.convert.errors import ConvertError
 from lungcnn.convert.quantize import IO_TYPES, QUANTIZATIONS
 from lungcnn.edge.errors import NOTICE, fail
+from lungcnn.trainer.tf_log import quiet_tensorflow
 
 Quantize = Enum("Quantize", {name: name for name in (*QUANTIZATIONS, "all")}, type=str)
 IoType = Enum("IoType", {name: name for name in IO_TYPES}, type=str)
@@ -87,7 +87,7 @@ def convert_command(
     2 usage or input error: missing or non-Keras model, no run manifest, unknown quantization,
     bad representative folder, missing dataset, unwritable output, TensorFlow not installed.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     options = ConvertOptions(
         quantizations=QUANTIZATIONS if quantize.value == "all" else (quantize.value,),
         io=io.value if io else None,

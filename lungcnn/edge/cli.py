@@ -34,7 +34,6 @@ with ctrl_c_ends_startup("edge-classify"):
     from lungcnn.edge.inputs import InputItem, expand_inputs
     from lungcnn.edge.report import WRITERS, Progress, ScanResult, display_name
     from lungcnn.edge.runtime import ModelError
-    from lungcnn.edge.site_cli import main as site_main
     from lungcnn.edge.workers import (
         MAX_DEFAULT_WORKERS,
         MAX_THREADS,
@@ -292,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
 
         return serve_main(args[1:])
     if args[:1] in (["validate"], ["adapt"]):
+        from lungcnn.edge.site_cli import main as site_main  # not needed to classify
         return site_main(args)
     _occupy_closed_standard_fds()
     for stream in (sys.stdout, sys.stderr):  # a name the terminal cannot encode is escaped

@@ -160,7 +160,7 @@ def _decode_stream(handle: BinaryIO, min_side: int | None = None) -> DecodedScan
     if _is_dicom(head):
         from lungcnn.edge.dicom import read_dicom  # only for DICOM: saves start-up time
 
-        return DecodedScan(_reduced(read_dicom(handle), min_side))
+        return DecodedScan(_reduced(read_dicom(handle, min_side), min_side))
     check_declared_sizes(handle, head)
     return _decode_with_pillow(handle, min_side)
 

@@ -15,7 +15,8 @@ from typing import BinaryIO
 import numpy as np
 
 from lungcnn.edge.errors import ScanError, first_line
-from lungcnn.edge.headers import check_codestream
+from lungcnn.edge.headers import check_first_fragment
+from lungcnn.edge.j2k import read_reduced, reduced_levels, reduced_size
 from lungcnn.edge.pixels import (
     DECODE_BUDGET,
     DECODE_MEMORY,
@@ -32,8 +33,7 @@ _DEFER_BYTES = 1 << 20  # larger elements (a private blob, the pixels) are not r
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _PREAMBLE = 132  # 128 bytes, then "DICM"
 _INFLATED_LIMIT = DECODE_BUDGET // 2  # a deflated dataset holding the largest accepted frame
-_CODESTREAM_HEAD = 1 << 16
-_LUT_DATA = 0x00283006  # bytes of a compressed frame read for its header
+_LUT_DATA = 0x00283006
 # Transfer syntax UID -> (what it is, the pip package whose decoder it needs, its module).
 _JPEG = ("JPEG", "pylibjpeg-libjpeg", "libjpeg")
 _JPEG_LS = ("JPEG-LS", "pylibjpeg-libjpeg", "libjpeg")
@@ -48,8 +48,9 @@ _PLUGINS = {
 }
 
 
-def read_dicom(handle: BinaryIO) -> np.ndarray:
-    """The first frame of a DICOM file as 2-D uint8 grayscale. Raises ScanError."""
+def read_dicom(handle: BinaryIO, min_side: int | None = None) -> np.ndarray:
+    """The first frame of a DICOM file as 2-D uint8 grayscale; a JPEG 2000 one whose shorter
+    side is at least twice `min_side` at a reduced scale (`edge.j2k`). Raises ScanError."""
     try:
         import pydicom
         from pydicom.pixels import pixel_array
@@ -59,13 +60,18 @@ def read_dicom(handle: BinaryIO) -> np.ndarray:
         with decoder_warnings_silenced:
             handle = _inflated(handle)
             dataset = pydicom.dcmread(handle, stop_before_pixels=True, defer_size=_DEFER_BYTES)
-            _check_first_fragment(handle, dataset)
+            pixel_data_at = handle.tell()
+            j2k = check_first_fragment(handle, dataset)
+            levels = reduced_levels(j2k if _is_j2k(dataset) else None, dataset, min_side)
             handle.seek(0)
-            with DECODE_MEMORY.held(_decode_bytes(dataset)):
-                try:
-                    pixels = pixel_array(handle, index=0)
-                except Exception as error:
-                    raise ScanError(_decoder_problem(dataset, error)) from None
+            with DECODE_MEMORY.held(_decode_bytes(dataset, levels)):
+                if levels:
+                    pixels = read_reduced(handle, pixel_data_at, dataset, j2k, levels)
+                else:
+                    try:
+                        pixels = pixel_array(handle, index=0)
+                    except Exception as error:
+                        raise ScanError(_decoder_problem(dataset, error)) from None
                 return dicom_to_gray(pixels, dataset)
     except ScanError:
         raise
@@ -112,46 +118,36 @@ def _inflate(handle: BinaryIO) -> bytes:
     return bytes(body)
 
 
-def _check_first_fragment(handle: BinaryIO, dataset) -> None:
-    """A compressed frame's codestream must declare the header's size before it is decoded
-    (the decoder would allocate whatever the codestream says). `handle` is at Pixel Data."""
-    element = handle.read(12)  # tag, VR, 2 reserved bytes, length
-    if len(element) < 12 or element[:4] != b"\xe0\x7f\x10\x00":
-        return  # no pixel data: the pixel reader says so
-    if struct.unpack("<I", element[8:12])[0] != 0xFFFFFFFF:
-        return  # native pixels: their size is the header's
-    offsets = handle.read(8)  # the basic offset table item
-    handle.seek(struct.unpack("<I", offsets[4:8])[0] if len(offsets) == 8 else 0, io.SEEK_CUR)
-    item = handle.read(8)
-    if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
-        raise ScanError("compressed DICOM pixel data without a first frame")
-    head = handle.read(min(struct.unpack("<I", item[4:8])[0], _CODESTREAM_HEAD))
-    check_codestream(head, int(dataset.Rows), int(dataset.Columns),
-                     int(dataset.get("SamplesPerPixel", 1) or 1))
-
-
-def _decode_bytes(dataset) -> int:
-    """What decoding the first frame will hold (raises ScanError when over a limit)."""
+def _decode_bytes(dataset, levels: int = 0) -> int:
+    """What decoding the first frame (`levels` short of full scale) will hold (raises
+    ScanError when over a limit)."""
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     check_pixel_limit((columns, rows), frames)
+    rows, columns = reduced_size(rows, columns, levels)
     return check_decode_memory((columns, rows), decode_bytes_per_pixel(dataset), "DICOM")
 
 
 def decode_bytes_per_pixel(dataset) -> int:
     """What decoding one frame holds per pixel: the stored samples twice (the file's bytes and
-    the array), twice more for a compressed one (the decoder's buffer), plus float working
-    space for a colour one's conversion to RGB."""
+    the array), twice more for a compressed one (the decoder's buffer) or, for JPEG 2000,
+    openjpeg's 32-bit sample, plus float working space for a colour one's conversion to RGB."""
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
     sample_bytes = max(1, -(-int(dataset.get("BitsAllocated", 16) or 16) // 8))
     held = samples * sample_bytes * 2
-    if _is_compressed(_syntax(dataset)):
+    if _is_j2k(dataset):
+        held += 4 * samples
+    elif _is_compressed(_syntax(dataset)):
         held *= 2
     return held + (8 * samples if samples > 1 else 0)
 
 
 def _syntax(dataset) -> str:
     return str(getattr(dataset.get("file_meta"), "TransferSyntaxUID", "") or "")
+
+
+def _is_j2k(dataset) -> bool:
+    return _PLUGINS.get(_syntax(dataset)) == _JPEG_2000
 
 
 def _decoder_problem(dataset, error: Exception) -> str:

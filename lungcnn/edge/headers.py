@@ -17,6 +17,7 @@ import os
 import re
 import struct
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from lungcnn.edge.errors import ScanError
@@ -31,6 +32,7 @@ MAX_TIFF_TAGS = 4096  # tags in its directory (a usual one has 10 to 30)
 MAX_WEBP_BYTES = 64 * 2**20
 MAX_JPEG_BYTES = 128 * 2**20  # read whole for its markers, before it is decoded
 MAX_J2K_TILES = 4096
+_CODESTREAM_HEAD = 1 << 16  # bytes of a compressed DICOM frame read for its header
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_DATA_CHUNKS = frozenset({b"IDAT", b"fdAT"})  # streamed to the decoder, never held whole
 # Magic -> byte order, offset and entry-count formats, entry size (BigTIFF: 8-byte offsets).
@@ -155,23 +157,43 @@ def _check_webp_size(handle: BinaryIO) -> None:
                         "(a WebP file is read whole)")
 
 
-def check_codestream(head: bytes, rows: int, columns: int, samples: int) -> None:
+def check_first_fragment(handle: BinaryIO, dataset) -> J2KHeader | None:
+    """A compressed frame's codestream must declare the header's size before it is decoded
+    (the decoder would allocate whatever the codestream says). `handle` is at the Pixel
+    Data element of a pydicom `dataset` read up to it. Returns a JPEG 2000 frame's header."""
+    element = handle.read(12)  # tag, VR, 2 reserved bytes, length
+    if len(element) < 12 or element[:4] != b"\xe0\x7f\x10\x00":
+        return None  # no pixel data: the pixel reader says so
+    if struct.unpack("<I", element[8:12])[0] != 0xFFFFFFFF:
+        return None  # native pixels: their size is the header's
+    offsets = handle.read(8)  # the basic offset table item
+    handle.seek(struct.unpack("<I", offsets[4:8])[0] if len(offsets) == 8 else 0, io.SEEK_CUR)
+    item = handle.read(8)
+    if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
+        raise ScanError("compressed DICOM pixel data without a first frame")
+    head = handle.read(min(struct.unpack("<I", item[4:8])[0], _CODESTREAM_HEAD))
+    return _check_codestream(head, int(dataset.Rows), int(dataset.Columns),
+                             int(dataset.get("SamplesPerPixel", 1) or 1))
+
+
+def _check_codestream(head: bytes, rows: int, columns: int, samples: int) -> J2KHeader | None:
     """The first bytes of a compressed DICOM frame (JPEG, JPEG-LS or JPEG 2000) must declare
-    the DICOM header's size and samples; a JPEG 2000 one at most MAX_J2K_TILES tiles."""
+    the DICOM header's size and samples; a JPEG 2000 one at most MAX_J2K_TILES tiles. Returns
+    a JPEG 2000 frame's header, None for a JPEG one."""
+    j2k = None
     if head.startswith(b"\xff\xd8"):
-        size, components, tiles = *_jpeg_frame(head), 1
+        size, components = _jpeg_frame(head)
     else:
-        start = head.find(b"\xff\x4f\xff\x51")  # SOC then SIZ, after a JP2 header if any
-        if start < 0:
-            raise ScanError("compressed DICOM frame that is neither JPEG nor JPEG 2000")
-        size, components, tiles = _j2k_frame(head[start + 4:])
+        j2k = j2k_header(head)
+        size, components = (j2k.rows, j2k.columns), j2k.components
     if size != (rows, columns) or components != samples:
         raise ScanError(f"compressed DICOM frame of {size[1]}x{size[0]} pixels and "
                         f"{components} samples, but the header says {columns}x{rows} and "
                         f"{samples}")
-    if tiles > MAX_J2K_TILES:
-        raise ScanError(f"JPEG 2000 frame in {tiles:,} tiles, over the limit of "
+    if j2k is not None and j2k.tiles > MAX_J2K_TILES:
+        raise ScanError(f"JPEG 2000 frame in {j2k.tiles:,} tiles, over the limit of "
                         f"{MAX_J2K_TILES:,}")
+    return j2k
 
 
 def _jpeg_frame(head: bytes) -> tuple[tuple[int, int], int]:
@@ -186,13 +208,47 @@ def _jpeg_frame(head: bytes) -> tuple[tuple[int, int], int]:
     raise ScanError("JPEG without a frame header in its first bytes")
 
 
-def _j2k_frame(siz: bytes) -> tuple[tuple[int, int], int, int]:
-    """(rows, columns), components and tiles of a JPEG 2000 SIZ segment."""
-    if len(siz) < 38:
+@dataclass(frozen=True)
+class J2KHeader:
+    """What a JPEG 2000 codestream's main header declares (SIZ, COD and COC)."""
+
+    rows: int
+    columns: int
+    components: int
+    tiles: int
+    precision: int  # bits per sample of the first component
+    signed: bool
+    levels: int  # wavelet decomposition levels, the fewest of any component (0: unknown)
+
+
+def j2k_header(head: bytes) -> J2KHeader:
+    """The main header in the first bytes of a JPEG 2000 codestream (or JP2 file)."""
+    start = head.find(b"\xff\x4f\xff\x51")  # SOC then SIZ, after a JP2 header if any
+    if start < 0:
+        raise ScanError("compressed DICOM frame that is neither JPEG nor JPEG 2000")
+    siz = head[start + 2:]
+    if len(siz) < 41:
         raise ScanError("compressed DICOM frame with a JPEG 2000 header cut short")
-    x, y, x0, y0, tile_x, tile_y, tile_x0, tile_y0 = struct.unpack(">8I", siz[4:36])
-    (components,) = struct.unpack(">H", siz[36:38])
+    x, y, x0, y0, tile_x, tile_y, tile_x0, tile_y0 = struct.unpack(">8I", siz[6:38])
+    components, depth = struct.unpack(">HB", siz[38:41])
     if not (x0 < x and y0 < y and tile_x0 <= x0 and tile_y0 <= y0 and tile_x and tile_y):
         raise ScanError("compressed DICOM frame with an invalid JPEG 2000 size")
     tiles = -(-(x - tile_x0) // tile_x) * -(-(y - tile_y0) // tile_y)
-    return (y - y0, x - x0), components, tiles
+    levels = _j2k_levels(siz, components)
+    return J2KHeader(y - y0, x - x0, components, tiles, (depth & 0x7F) + 1,
+                     bool(depth & 0x80), levels)
+
+
+def _j2k_levels(main: bytes, components: int) -> int:
+    """The fewest decomposition levels its COD and COC segments give (0 when not found in
+    `main`, the main header from its SIZ on)."""
+    levels, at = [], 0
+    while at + 4 <= len(main) and main[at] == 0xFF and main[at + 1] != 0x90:  # up to SOT
+        marker, (length,) = main[at + 1], struct.unpack(">H", main[at + 2: at + 4])
+        if marker == 0x52 and at + 10 <= len(main):  # COD: Scod, SGcod (4 bytes), levels
+            levels.append(main[at + 9])
+        elif marker == 0x53:  # COC: component (1 or 2 bytes), Scoc, levels
+            levels_at = at + (6 if components < 257 else 7)
+            levels.extend(main[levels_at: levels_at + 1])
+        at += 2 + length
+    return min(levels) if levels else 0

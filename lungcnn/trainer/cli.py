@@ -14,6 +14,7 @@ from lungcnn.edge.interpreter import ModelError
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.dataset import DatasetError, UnreadableScans, default_data_dir
 from lungcnn.trainer.metrics import format_with_ci
+from lungcnn.trainer.tf_log import quiet_tensorflow
 
 EXIT_UNREADABLE = EXIT_FAILED  # some training files could not be read
 ArchName = Literal[tuple(ARCHITECTURES)]  # the choices follow the registry
@@ -227,7 +228,7 @@ def _require_writable(run_dir: Path) -> None:
 
 
 def _require_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     try:
         import tensorflow  # noqa: F401
     except ImportError:

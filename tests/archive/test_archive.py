@@ -24,6 +24,7 @@ pa = pytest.importorskip("pyarrow", reason="needs the [scale] extra")
 from pyarrow import parquet  # noqa: E402
 
 from lungcnn import cli as top_cli  # noqa: E402
+from lungcnn.archive.job import ACTOR_ARGUMENTS_NOTICE  # noqa: E402
 from lungcnn.archive.output import (  # noqa: E402
     RUN_MANIFEST,
     ResultsError,
@@ -152,6 +153,7 @@ def test_resume_skips_scans_already_done(ray_cluster, int8_model, archive,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"40 already done, {len(files) - 40} done now" in second.stdout
+    assert "constructor arguments in the object store" not in second.stderr  # Ray's notice
     assert {p: p.stat().st_mtime_ns for p in first_parts} == first_parts
     third = run_job([archive], out, int8_model)
     assert (third.exit_code, third.skipped, third.classified) == (0, len(files), 0)
@@ -235,6 +237,19 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
 
 
 # --- sources and usage errors ------------------------------------------------------------
+
+
+def test_only_rays_actor_arguments_notice_is_dropped():
+    """The line Ray's core worker prints for each actor of the pool, and no other E line."""
+    notice = (b"[2026-12-02 00:21:16,716 E 7009 7009] core_worker.cc:2465: Actor with class "
+              b"name: 'MapWorker(MapBatches(ArchiveClassifier))' and ID: '743f7128f47b094f6d7"
+              b"8b64f01000000' has constructor arguments in the object store and max_restarts"
+              b" > 0. If the arguments in the object store go out of scope or are lost, the "
+              b"actor restart will fail.\n")
+    assert ACTOR_ARGUMENTS_NOTICE.match(notice)
+    other = b"[2026-12-02 00:21:16,716 E 7009 7009] core_worker.cc:812: Failed to connect\n"
+    assert not ACTOR_ARGUMENTS_NOTICE.match(other)
+    assert not ACTOR_ARGUMENTS_NOTICE.match(notice.replace(b"ArchiveClassifier", b"Other"))
 
 
 def test_manifests_resolve_relative_paths_and_list_each_path_once(tmp_path, archive):

@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lungcnn.benchmarks.synthetic_dicom import (  # noqa: F401  (the tests use them from here)
+    dicom_bytes,
+    encapsulated_dicom,
+    j2k_declaring,
+)
+
 SPARSE_BYTES = 1_500_000_000
 
 
@@ -85,42 +91,11 @@ def tiff_with_strips(width: int, height: int, big: bool = False) -> bytes:
     return header + ifd + offsets + counts + bytes(width)
 
 
-def dicom_bytes(dataset) -> bytes:
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def encapsulated_dicom(codestream: bytes, rows: int, columns: int, syntax: str) -> bytes:
-    """A DICOM file whose one compressed frame is `codestream`, whatever it declares."""
-    from pydicom.encaps import encapsulate
-
-    from lungcnn.benchmarks.synthetic_dicom import secondary_capture
-
-    dataset = secondary_capture(rows, columns, bits_allocated=8, bits_stored=8)
-    dataset.file_meta.TransferSyntaxUID = syntax
-    dataset.PixelData = encapsulate([codestream])
-    dataset["PixelData"].VR = "OB"
-    return dicom_bytes(dataset)
-
-
 def jpeg_declaring(rows: int, columns: int) -> bytes:
     """A 16x16 baseline JPEG whose frame header says rows x columns."""
     data = bytearray(jpeg_bytes(16))
     at = data.index(b"\xff\xc0")
     data[at + 5: at + 9] = struct.pack(">HH", rows, columns)
-    return bytes(data)
-
-
-def j2k_declaring(side: int, tile: int | None = None) -> bytes:
-    """A 64x64 JPEG 2000 codestream whose SIZ says side x side (and tiles of `tile`)."""
-    from openjpeg import encode
-
-    data = bytearray(encode(np.zeros((64, 64), np.uint8), photometric_interpretation=2))
-    at = data.index(b"\xff\x51")
-    data[at + 6: at + 14] = struct.pack(">II", side, side)
-    if tile is not None:
-        data[at + 22: at + 30] = struct.pack(">II", tile, tile)
     return bytes(data)
 
 

@@ -66,7 +66,7 @@ def serve(
         import uvicorn
 
         from lungcnn.edge.serve.app import create_app
-        from lungcnn.edge.serve.protocol import protocol_with_header_deadline
+        from lungcnn.edge.serve.protocol import server_options
     except ImportError as error:
         _fail(f"the server needs the serve extra: pip install 'lungcnn[serve]' "
               f"({error.name} is missing)")
@@ -85,9 +85,7 @@ def serve(
         _print(f"warning: serving {host} without --token-file: anyone who can reach this "
                "device can use it")
     _print(f"model {application.state.pool.first.model_path}; {NOTICE}")
-    uvicorn.run(application, host=host, port=port, log_level="info", server_header=False,
-                limit_concurrency=settings.max_connections, timeout_keep_alive=5,
-                http=protocol_with_header_deadline(settings.header_timeout))
+    uvicorn.run(application, **server_options(settings))
 
 
 def _fail(message: str):

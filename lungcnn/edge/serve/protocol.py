@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol (h11) with a deadline on each request's headers.
+"""How uvicorn serves the app: its options, and its HTTP/1.1 protocol (h11) with a deadline
+on each request's headers.
 
 uvicorn times out idle keep-alive connections, but not a client that sends its request
 line and headers a byte at a time: twenty of those held every connection slot. A request
@@ -9,6 +10,18 @@ from __future__ import annotations
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from lungcnn.edge.serve.settings import ServeSettings
+
+KEEP_ALIVE_SECONDS = 5
+
+
+def server_options(settings: ServeSettings) -> dict:
+    """The keyword arguments `uvicorn.run(app, ...)` (and `uvicorn.Config`) serve with."""
+    return {"host": settings.host, "port": settings.port, "log_level": "info",
+            "server_header": False, "limit_concurrency": settings.max_connections,
+            "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+            "http": protocol_with_header_deadline(settings.header_timeout)}
 
 
 def protocol_with_header_deadline(seconds: float) -> type[H11Protocol]:

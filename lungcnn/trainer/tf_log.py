@@ -1,0 +1,40 @@
+"""TensorFlow's native log without the lines known to be harmless; every other line passes.
+
+TensorFlow (2.16 and later) logs through absl before absl is initialised, so
+TF_CPP_MIN_LOG_LEVEL does not hold back the lines it prints on import (`WARNING: All log
+messages before absl::InitializeLog() ...`, `I0000 ... port.cc:153] oneDNN custom operations
+are on ...`), and tf.data, Grappler and the TFLite converter print `E0000`/`W0000` lines and
+a `fully_quantize: ...` line about things that are not failures. A new user takes them for
+errors. So the commands that use TensorFlow (train, loso, convert, segmenter, bench) call
+`quiet_tensorflow()` before importing it: absl's info and warning lines and the
+known-harmless error lines are dropped from stderr; Python tracebacks, our one-line errors
+and any other native error pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from lungcnn.edge.quiet import drop_stderr_lines
+
+# An absl native log line: severity, date, time, thread, file:line]
+_ABSL_LINE = r"[{}]\d{{4}} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] "
+HARMLESS = re.compile("|".join([
+    _ABSL_LINE.format("IW"),
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    _ABSL_LINE.format("E") + r"NodeDef mentions attribute use_unbounded_threadpool ",
+    _ABSL_LINE.format("E") + r"oneDNN supports DT_BOOL only on platforms with AVX-512",
+    r"fully_quantize: \d+, inference_type: \d+, input_inference_type: ",
+]).encode())
+_quiet = False
+
+
+def quiet_tensorflow() -> None:
+    """TF_CPP_MIN_LOG_LEVEL=2 (unless set) and HARMLESS dropped from stderr, from now on in
+    this process; call before TensorFlow is imported. Calling it again does nothing."""
+    global _quiet
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not _quiet:
+        drop_stderr_lines(HARMLESS)
+        _quiet = True
