@@ -106,9 +106,15 @@ def adapt(
                                       help="Folder of the adapted model.")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP,
                                                show_default="the bundled model")] = None,
+    site_share: Annotated[float, typer.Option(
+        metavar="SHARE", help="The share of the fitting weight the site's scans carry "
+        "together, between 0 and 1: more fits the site better and forgets more of the training "
+        "sources (the trade-off: docs/adapt.md).")] = AdaptSettings.site_share,
 ) -> None:
+    if not 0 < site_share < 1:
+        fail(f"--site-share must lie between 0 and 1, got {site_share}", EXIT_USAGE, PROG)
     try:
-        _adapt(data, out, model, AdaptSettings())
+        _adapt(data, out, model, AdaptSettings(site_share=site_share))
     except KeyboardInterrupt:
         fail("interrupted; nothing written", EXIT_INTERRUPTED, PROG)
 
