@@ -97,7 +97,7 @@ def _validate(data: Path, out: Path, model: Path | None) -> int:
 
 The network stays frozen. Its classifier head is refitted on the site's features together with the stored features of the original training scans (MODEL.replay.npz beside the model, so the training sources are not forgotten), the site's scans up-weighted; then the temperature and the confidence threshold are refitted. The site's classes become modes of the feature-distance check. The adapted model (a copy of the .tflite, its companion files and replay features, and a manifest carrying the head, the base model's hash, the site's scans per class and the new thresholds) is written to OUT under the model's name, and loads like any model (edge-classify --model, serve, the archive job). At least {AdaptSettings.min_per_class} scans are needed of each class the site has.
 
-Exit codes: {EXIT_OK} adapted model written; {EXIT_USAGE} refused, nothing written: too few scans, a class the model does not know, an unreadable scan, a model without features output or replay features, OUT not writable; {EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing written.
+Exit codes: {EXIT_OK} adapted model written; {EXIT_USAGE} refused, nothing written: too few scans, a class the model does not know, an unreadable scan, a model without features output or replay features, OUT not writable, a --site-share not between 0 and 1; {EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing written.
 
 {NOTICE}""")
 def adapt(
