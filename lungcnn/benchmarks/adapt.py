@@ -2,7 +2,9 @@
 fold model trained without S (`lungcnn loso`), adapt it on k scans per class of S
 (`edge.adapt`, exactly what `edge-classify adapt` fits; 5 fixed seeds per k), and test on
 the rest of S; also the accuracy on the other sources' validation scans (the fold's own
-validation split) before and after, to show what was forgotten.
+validation split) before and after, to show what was forgotten. Then the trade-off at
+k = 20: the same draws adapted with each site share of TRADE_OFF_SHARES, and a ceiling per
+share, the head fitted on every scan of S.
 
     python -m lungcnn.benchmarks.adapt --runs runs/loso --data data/covid19-dataset \\
         --data ../shared/data/multisource --out benchmarks/results --name adapt
@@ -16,15 +18,21 @@ from __future__ import annotations
 import shlex
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 
-from lungcnn.benchmarks.adapt_report import markdown, write_plot
+from lungcnn.benchmarks.adapt_report import (
+    GOAL_K,
+    markdown,
+    write_plot,
+    write_trade_off_plot,
+)
 from lungcnn.benchmarks.loso import all_samples
-from lungcnn.edge.adapt import AdaptSettings, fit_adaptation
+from lungcnn.edge.adapt import AdaptSettings, fit_adaptation, site_head
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.errors import NOTICE, fail
 from lungcnn.edge.manifest import write_json_atomic
@@ -33,6 +41,7 @@ from lungcnn.trainer.dataset import DatasetError, label_of
 
 KS = (0, 5, 10, 20, 40)
 SEEDS = (0, 1, 2, 3, 4)
+TRADE_OFF_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)  # the site's share of the fitting weight
 MODEL = "model_int8.tflite"
 
 
@@ -87,6 +96,30 @@ def run_fold(outputs: dict, classes: int, settings: AdaptSettings) -> dict:
             "fit_seconds_median": float(np.median(seconds)) if seconds else None}
 
 
+def run_trade_off(outputs: dict, classes: int, settings: AdaptSettings) -> list[dict]:
+    """For each site share: accuracy on the rest of the site and on the other sources'
+    validation scans after adapting on GOAL_K scans per class (the seeds' draws), and the
+    ceiling: the head fitted on every scan of the site, measured on those same scans."""
+    _, site_x, site_y = outputs["site"]
+    _, val_x, val_y = outputs["val"]
+    _, replay_x, replay_y = outputs["replay"]
+    rows = []
+    for share in TRADE_OFF_SHARES:
+        changed = replace(settings, site_share=share)
+        row = {"site_share": share, "site_after": [], "val_after": []}
+        for seed in SEEDS:
+            chosen = _draw(site_y, GOAL_K, seed)
+            rest = np.setdiff1d(np.arange(len(site_y)), chosen)
+            head = site_head(replay_x, replay_y, site_x[chosen], site_y[chosen], classes, changed)
+            row["site_after"].append(_accuracy(head.probabilities(site_x[rest]), site_y[rest]))
+            row["val_after"].append(_accuracy(head.probabilities(val_x), val_y))
+        ceiling = site_head(replay_x, replay_y, site_x, site_y, classes, changed)
+        row.update(ceiling_site=_accuracy(ceiling.probabilities(site_x), site_y),
+                   ceiling_val=_accuracy(ceiling.probabilities(val_x), val_y))
+        rows.append(row)
+    return rows
+
+
 def _draw(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """k scans of every class present, drawn with a fixed seed (all but one if fewer)."""
     rng = np.random.default_rng(seed)
@@ -108,10 +141,11 @@ def adapt_command(
     name: Annotated[str, typer.Option(help="Results file stem.")] = "adapt",
 ) -> None:
     """Adapt each fold model on k = 0, 5, 10, 20, 40 scans per class of its held-out
-    source (5 seeds) and test on the rest of it and on the other sources' validation scans.
+    source (5 seeds) and test on the rest of it and on the other sources' validation scans;
+    then, at k = 20, the trade-off of the site's share of the fitting weight.
 
-    Writes OUT/NAME.json, OUT/NAME.md and OUT/NAME.png. Exit codes: 0 done; 2 no fold
-    model or unreadable dataset."""
+    Writes OUT/NAME.json, OUT/NAME.md, OUT/NAME.png and OUT/NAME-trade-off.png. Exit
+    codes: 0 done; 2 no fold model or unreadable dataset."""
     settings = AdaptSettings()
     with tempfile.TemporaryDirectory(prefix="adapt-links-") as links:  # RUNS is only read
         try:
@@ -125,19 +159,23 @@ def adapt_command(
             if site:
                 typer.echo(f"fold {source}: {len(site)} held-out scans", err=True)
                 classes = len(Classifier(model).class_names)
-                folds[source] = run_fold(fold_outputs(model, site), classes, settings)
+                outputs = fold_outputs(model, site)
+                folds[source] = {**run_fold(outputs, classes, settings),
+                                 "trade_off": run_trade_off(outputs, classes, settings)}
     if not folds:
         fail(f"{runs}: no */{MODEL} of a source in the data", prog="lungcnn.benchmarks.adapt")
     options = ["--runs", str(runs), *(a for path in data for a in ("--data", str(path))),
                "--out", str(out), "--name", name]
     result = {"command": shlex.join(["python", "-m", "lungcnn.benchmarks.adapt", *options]),
-              "notice": NOTICE, "ks": KS, "seeds": SEEDS,
+              "notice": NOTICE, "ks": KS, "seeds": SEEDS, "trade_off_shares": TRADE_OFF_SHARES,
               "settings": {"site_share": settings.site_share, "l2": settings.l2,
                            "folds": settings.folds}, "folds": folds}
     write_json_atomic(out / f"{name}.json", result)
     write_plot(result, out / f"{name}.png")
-    (out / f"{name}.md").write_text(markdown(result, f"{name}.png"))
-    typer.echo(markdown(result, f"{name}.png"))
+    write_trade_off_plot(result, out / f"{name}-trade-off.png")
+    text = markdown(result, f"{name}.png", f"{name}-trade-off.png")
+    (out / f"{name}.md").write_text(text)
+    typer.echo(text)
 
 
 if __name__ == "__main__":

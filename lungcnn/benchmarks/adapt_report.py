@@ -26,7 +26,7 @@ def summary(fold: dict) -> list[dict]:
     return rows
 
 
-def markdown(result: dict, plot_name: str) -> str:
+def markdown(result: dict, plot_name: str, trade_off_plot: str) -> str:
     lines = ["# Adaptation to a held-out source (leave-one-source-out)", "",
              f"> {result['notice']}", "",
              f"Command: `{result['command']}`", "",
@@ -45,8 +45,58 @@ def markdown(result: dict, plot_name: str) -> str:
             lines.append(f"| {source} | {classes} | {row['k']} | {row['test_scans']} | "
                          f"{_cell(row['site_before'])} | {_cell(row['site_after'])} | "
                          f"{_cell(row['val_before'])} | {_cell(row['val_after'])} |")
-    lines += ["", *goal_lines(result), "", f"![accuracy against k]({plot_name})", ""]
+    lines += ["", *goal_lines(result), "", f"![accuracy against k]({plot_name})", "",
+              *trade_off_lines(result), "", f"![trade-off]({trade_off_plot})", ""]
     return "\n".join(lines)
+
+
+def trade_off_lines(result: dict) -> list[str]:
+    """The trade-off table at k = GOAL_K, one row per fold and site share, and for each fold
+    the shares that meet both goals (worst seed), if any."""
+    lines = [f"## Trade-off: the site's share of the fitting weight (k = {GOAL_K})", "",
+             f"The same draws (seeds {list(result['seeds'])}) adapted with each site share (the "
+             f"setting above: {result['settings']['site_share']}). Drop: points of accuracy lost "
+             "on the other sources' validation scans. Ceiling: the head fitted on every scan of "
+             "the source with that share, measured on those same scans (an upper bound for a "
+             "head on these features, not a held-out result).", "",
+             "| held-out source | site share | accuracy after | other sources drop (points) | "
+             "ceiling accuracy | ceiling drop (points) |", "|---|---|---|---|---|---|"]
+    verdicts = []
+    for source, fold in result["folds"].items():
+        for row in trade_off(fold):
+            lines.append(f"| {source} | {row['site_share']} | {_cell(row['site'])} | "
+                         f"{_points(row['drop'])} | {row['ceiling_site']:.3f} | "
+                         f"{row['ceiling_drop'] * 100:+.1f} |")
+        verdicts.append(f"- {source}: both goals met at site shares "
+                        f"{_shares(fold, 'held_out') or 'none'}; by the ceiling at "
+                        f"{_shares(fold, 'ceiling') or 'none'}")
+    return [*lines, "", "Both goals at once (worst seed):", *verdicts]
+
+
+def trade_off(fold: dict) -> list[dict]:
+    """Per site share: accuracy after and the other sources' drop, each (mean, worst, best)
+    over seeds, and the ceiling's accuracy and drop."""
+    before = fold["rows"][0]["val_before"]
+    return [{"site_share": row["site_share"],
+             "site": (float(np.mean(row["site_after"])), min(row["site_after"]),
+                      max(row["site_after"])),
+             "drop": tuple(before - v for v in (float(np.mean(row["val_after"])),
+                                                min(row["val_after"]), max(row["val_after"]))),
+             "ceiling_site": row["ceiling_site"], "ceiling_drop": before - row["ceiling_val"]}
+            for row in fold["trade_off"]]
+
+
+def _shares(fold: dict, which: str) -> str:
+    met = [row["site_share"] for row in trade_off(fold)
+           if (row["site"][1] >= GOAL_ACCURACY and row["drop"][1] <= GOAL_MAX_DROP
+               if which == "held_out" else
+               row["ceiling_site"] >= GOAL_ACCURACY and row["ceiling_drop"] <= GOAL_MAX_DROP)]
+    return ", ".join(str(share) for share in met)
+
+
+def _points(drop: tuple[float, float, float]) -> str:
+    mean, worst, _ = drop
+    return f"{mean * 100:+.1f} (worst {worst * 100:+.1f})"
 
 
 def goal_lines(result: dict) -> list[str]:
@@ -71,12 +121,17 @@ def _cell(values: tuple[float, float, float]) -> str:
     return f"{mean:.3f}" if low == high else f"{mean:.3f} ({low:.2f}-{high:.2f})"
 
 
-def write_plot(result: dict, path: Path) -> Path:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def write_plot(result: dict, path: Path) -> Path:
+    plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for source, fold in result["folds"].items():
         rows = summary(fold)
@@ -92,8 +147,37 @@ def write_plot(result: dict, path: Path) -> Path:
     axes[1].set(title="other sources (fold validation)", xlabel="k scans per class",
                 xticks=list(result["ks"]))
     axes[0].legend(fontsize=8)
-    figure.suptitle("Adapting the head to a held-out source (mean and range over seeds). "
-                    "Not a medical device.", fontsize=9)
+    return _save(plt, figure, path, "Adapting the head to a held-out source (mean and range "
+                 "over seeds). Not a medical device.")
+
+
+def write_trade_off_plot(result: dict, path: Path) -> Path:
+    """Accuracy on the rest of the source against the other sources' drop, one line per fold
+    through the site shares (means over seeds), its ceiling dashed; the goals shaded."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7.5, 5))
+    for source, fold in result["folds"].items():
+        rows = trade_off(fold)
+        line, = axis.plot([r["drop"][0] * 100 for r in rows], [r["site"][0] for r in rows],
+                          marker="o", label=source)
+        axis.plot([r["ceiling_drop"] * 100 for r in rows], [r["ceiling_site"] for r in rows],
+                  linestyle=":", marker=".", color=line.get_color())
+        for row in rows:
+            axis.annotate(f"{row['site_share']}", (row["drop"][0] * 100, row["site"][0]),
+                          fontsize=7, xytext=(3, -9), textcoords="offset points")
+    left, right = axis.get_xlim()
+    axis.fill_between([left, GOAL_MAX_DROP * 100], GOAL_ACCURACY, 1.02, color="green",
+                      alpha=0.08, label="both goals")
+    axis.set(xlabel="other sources: accuracy drop (points, mean over seeds)",
+             ylabel=f"rest of the held-out source: accuracy (k = {GOAL_K})",
+             xlim=(left, right), ylim=(0, 1.02))
+    axis.legend(fontsize=8, title="solid: held out; dotted: ceiling", title_fontsize=8)
+    return _save(plt, figure, path, "Site share of the fitting weight: accuracy on the site "
+                 "against what is forgotten. Not a medical device.")
+
+
+def _save(plt, figure, path: Path, title: str) -> Path:
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -62,10 +62,8 @@ def fit_adaptation(replay_features: np.ndarray, replay_labels: np.ndarray,
                    site_features: np.ndarray, site_labels: np.ndarray, classes: int,
                    settings: AdaptSettings = AdaptSettings()) -> Adaptation:
     """The refitted head, temperature and confidence threshold."""
-    features = np.concatenate([replay_features, site_features]).astype(np.float64)
-    labels = np.concatenate([replay_labels, site_labels]).astype(int)
-    is_site = np.arange(len(labels)) >= len(replay_labels)
-    weights = sample_weights(labels, is_site, settings.site_share)
+    features, labels, is_site, weights = _pooled(replay_features, replay_labels, site_features,
+                                                 site_labels, settings.site_share)
     head = fit_head(features, labels, weights, classes, settings.l2)
     held_out = _out_of_fold(features, labels, weights, classes, settings)
     temperature = fit_temperature(held_out, labels, weights)
@@ -76,6 +74,24 @@ def fit_adaptation(replay_features: np.ndarray, replay_labels: np.ndarray,
     return Adaptation(head, temperature, round(float(minimum), 4),
                       {"site": float(right[is_site].mean()),
                        "replay": float(right[~is_site].mean())})
+
+
+def site_head(replay_features: np.ndarray, replay_labels: np.ndarray,
+              site_features: np.ndarray, site_labels: np.ndarray, classes: int,
+              settings: AdaptSettings = AdaptSettings()) -> Head:
+    """The refitted head alone, as `fit_adaptation` fits it."""
+    features, labels, _, weights = _pooled(replay_features, replay_labels, site_features,
+                                           site_labels, settings.site_share)
+    return fit_head(features, labels, weights, classes, settings.l2)
+
+
+def _pooled(replay_features: np.ndarray, replay_labels: np.ndarray, site_features: np.ndarray,
+            site_labels: np.ndarray, site_share: float) -> tuple[np.ndarray, ...]:
+    """Replay and site scans together: features, labels, which are the site's, weights."""
+    features = np.concatenate([replay_features, site_features]).astype(np.float64)
+    labels = np.concatenate([replay_labels, site_labels]).astype(int)
+    is_site = np.arange(len(labels)) >= len(replay_labels)
+    return features, labels, is_site, sample_weights(labels, is_site, site_share)
 
 
 def with_site_modes(section: dict, site_features: np.ndarray, site_labels: np.ndarray) -> dict:

@@ -97,7 +97,7 @@ def _validate(data: Path, out: Path, model: Path | None) -> int:
 
 The network stays frozen. Its classifier head is refitted on the site's features together with the stored features of the original training scans (MODEL.replay.npz beside the model, so the training sources are not forgotten), the site's scans up-weighted; then the temperature and the confidence threshold are refitted. The site's classes become modes of the feature-distance check. The adapted model (a copy of the .tflite, its companion files and replay features, and a manifest carrying the head, the base model's hash, the site's scans per class and the new thresholds) is written to OUT under the model's name, and loads like any model (edge-classify --model, serve, the archive job). At least {AdaptSettings.min_per_class} scans are needed of each class the site has.
 
-Exit codes: {EXIT_OK} adapted model written; {EXIT_USAGE} refused, nothing written: too few scans, a class the model does not know, an unreadable scan, a model without features output or replay features, OUT not writable; {EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing written.
+Exit codes: {EXIT_OK} adapted model written; {EXIT_USAGE} refused, nothing written: too few scans, a class the model does not know, an unreadable scan, a model without features output or replay features, OUT not writable, a --site-share not between 0 and 1; {EXIT_INTERRUPTED} interrupted (Ctrl-C), nothing written.
 
 {NOTICE}""")
 def adapt(
@@ -106,9 +106,15 @@ def adapt(
                                       help="Folder of the adapted model.")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP,
                                                show_default="the bundled model")] = None,
+    site_share: Annotated[float, typer.Option(
+        metavar="SHARE", help="The share of the fitting weight the site's scans carry "
+        "together, between 0 and 1: more fits the site better and forgets more of the training "
+        "sources (the trade-off: docs/adapt.md).")] = AdaptSettings.site_share,
 ) -> None:
+    if not 0 < site_share < 1:
+        fail(f"--site-share must lie between 0 and 1, got {site_share}", EXIT_USAGE, PROG)
     try:
-        _adapt(data, out, model, AdaptSettings())
+        _adapt(data, out, model, AdaptSettings(site_share=site_share))
     except KeyboardInterrupt:
         fail("interrupted; nothing written", EXIT_INTERRUPTED, PROG)
 

@@ -142,6 +142,23 @@ def test_replay_features_of_another_model_are_refused(adaptable_model, site_dir,
             "replay features of another model")
 
 
+def test_the_site_share_is_recorded_in_the_adapted_model(adaptable_model, site_dir, tmp_path):
+    result = run("adapt", "--data", site_dir, "--out", tmp_path / "out", "--model",
+                 adaptable_model, "--site-share", "0.1")
+    assert result.exit_code == EXIT_OK, result.output
+    manifest = json.loads((tmp_path / "out" / adaptable_model.name).with_suffix(".json")
+                          .read_text())
+    assert manifest["adaptation"]["settings"]["site_share"] == 0.1
+    assert "10%" in manifest["adaptation"]["rule"]
+
+
+@pytest.mark.parametrize("share", ["0", "1", "1.5", "-0.2", "nan"])
+def test_a_site_share_outside_0_to_1_is_refused(adaptable_model, site_dir, tmp_path, share):
+    refused(run("adapt", "--data", site_dir, "--out", tmp_path / "out", "--model",
+                adaptable_model, "--site-share", share), "--site-share must lie between 0 and 1")
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_base_model_is_never_overwritten(adaptable_model, site_dir):
     before = adaptable_model.with_suffix(".json").read_bytes()
     refused(run("adapt", "--data", site_dir, "--out", adaptable_model.parent, "--model",

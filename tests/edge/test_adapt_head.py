@@ -15,6 +15,7 @@ from lungcnn.edge.adapt import (
     check_site,
     fit_adaptation,
     sample_weights,
+    site_head,
     weighted_quantile,
     with_site_modes,
 )
@@ -135,6 +136,33 @@ def test_adaptation_learns_a_shifted_site_and_keeps_the_training_classes():
     assert 0.25 <= adaptation.temperature <= 20
     assert 0.0 < adaptation.min_confidence <= 1.0
     assert set(adaptation.out_of_fold) == {"site", "replay"}
+
+
+def test_the_site_share_trades_the_site_against_the_training_classes():
+    replay, replay_labels = blobs(CENTRES, 60, seed=5)
+    # The site's Normal scans lie between the training Covid and Normal scans.
+    site, _ = blobs(np.array([[1.4, 0.6, 0.0, 0.0]]), 20, seed=6, spread=0.3)
+    site_labels = np.ones(20, dtype=int)
+    test, test_labels = blobs(CENTRES, 40, seed=7, spread=0.8)
+
+    def accuracies(share: float) -> tuple[float, float]:
+        head = site_head(replay, replay_labels, site[:10], site_labels[:10], CLASSES,
+                         AdaptSettings(site_share=share))
+        return ((head.probabilities(site[10:]).argmax(axis=1) == 1).mean(),
+                (head.probabilities(test).argmax(axis=1) == test_labels).mean())
+
+    (site_low, kept_low), (site_high, kept_high) = accuracies(0.02), accuracies(0.9)
+    assert site_high > site_low and kept_high < kept_low
+
+
+def test_the_site_head_is_the_adaptation_head():
+    replay, replay_labels = blobs(CENTRES, 20, seed=8)
+    site, site_labels = blobs(CENTRES, 6, seed=9)
+    settings = AdaptSettings(site_share=0.2)
+    adaptation = fit_adaptation(replay, replay_labels, site, site_labels, CLASSES, settings)
+    head = site_head(replay, replay_labels, site, site_labels, CLASSES, settings)
+    np.testing.assert_allclose(head.weights, adaptation.head.weights)
+    np.testing.assert_allclose(head.bias, adaptation.head.bias)
 
 
 def test_too_few_scans_of_a_class_the_site_has_are_refused():
