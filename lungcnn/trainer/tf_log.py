@@ -24,7 +24,7 @@ HARMLESS = re.compile("|".join([
     _ABSL_LINE.format("IW"),
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
     _ABSL_LINE.format("E") + r"NodeDef mentions attribute use_unbounded_threadpool ",
-    _ABSL_LINE.format("E") + r"oneDNN supports DT_BOOL only on platforms with AVX-512",
+    _ABSL_LINE.format("E") + r"oneDNN supports DT_\w+ only on platforms with AVX-512",
     r"fully_quantize: \d+, inference_type: \d+, input_inference_type: ",
 ]).encode())
 _quiet = False

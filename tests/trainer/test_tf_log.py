@@ -31,6 +31,8 @@ def test_only_the_known_harmless_lines_are_dropped_and_the_rest_keep_their_order
         "first real line",
         "E0000 00:00:1796170514.611806    4520 util.cc:131] oneDNN supports DT_BOOL only on "
         "platforms with AVX-512. Falling back",
+        "E0000 00:00:1796174521.672926    7275 util.cc:131] oneDNN supports DT_INT32 only on "
+        "platforms with AVX-512. Falling back",  # printed by `lungcnn segmenter`
         "E0000 00:00:1796170514.611806    4520 kernel.cc:12] a real native error",
         "W1202 10:11:12.123456    6153 tf_tfl_flatbuffer_helpers.cc:365] Ignored output_format.",
         "fully_quantize: 0, inference_type: 6, input_inference_type: UINT8",
