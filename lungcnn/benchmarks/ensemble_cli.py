@@ -15,6 +15,7 @@ from lungcnn.benchmarks.ensemble import EnsembleConfig, train_members, with_memb
 from lungcnn.benchmarks.loso_cli import write_results
 from lungcnn.edge.errors import fail
 from lungcnn.trainer.dataset import DatasetError
+from lungcnn.trainer.tf_log import quiet_tensorflow
 
 
 def loso_ensemble_command(
@@ -31,6 +32,7 @@ def loso_ensemble_command(
 
     Writes OUT/NAME.json, OUT/NAME.md and OUT/NAME_risk_coverage.png.
     Exit codes: 0 done; 2 unreadable results file or dataset."""
+    quiet_tensorflow()
     try:
         loso = json.loads(results.read_text())
         members = train_members(EnsembleConfig(results, runs, epochs),

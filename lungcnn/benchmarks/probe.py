@@ -29,6 +29,7 @@ from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.model import run_all
 from lungcnn.edge.runtime import ModelError
 from lungcnn.trainer.dataset import DatasetError, Sample
+from lungcnn.trainer.tf_log import quiet_tensorflow
 
 FOLDS = 5
 THUMBNAIL = 16
@@ -95,6 +96,7 @@ def probe_command(
 
     Writes OUT/NAME.json and OUT/NAME.md. Exit codes: 0 done; 2 usage error (a model
     without features output, an unreadable dataset)."""
+    quiet_tensorflow()
     from lungcnn.benchmarks.loso import all_samples
 
     try:

@@ -12,6 +12,7 @@ from lungcnn.calibrate.source_rule import apply_rule, read_rule
 from lungcnn.edge.decode import ScanError
 from lungcnn.edge.errors import EXIT_OK, EXIT_USAGE, fail  # noqa: F401 - EXIT_OK too
 from lungcnn.edge.manifest import ManifestError
+from lungcnn.trainer.tf_log import quiet_tensorflow
 
 EXIT_ERROR = EXIT_USAGE  # unusable run, model or data
 
@@ -43,6 +44,7 @@ def calibrate_command(
 
     Exit codes: 0 done; 2 unusable run, model or data.
     Not a medical device (lungcnn.edge.errors.NOTICE)."""
+    quiet_tensorflow()
     try:
         rule = read_rule(loso) if loso is not None else None
         written = calibrate_run(run_dir, data_dir, echo=typer.echo)

@@ -48,7 +48,7 @@ def test_only_the_known_harmless_lines_are_dropped_and_the_rest_keep_their_order
         "native error", "from python", "last words"]
 
 
-def test_a_tiny_train_and_convert_print_no_tensorflow_noise(tmp_path, dataset_dir):
+def test_a_tiny_train_convert_and_calibrate_print_no_tensorflow_noise(tmp_path, dataset_dir):
     pytest.importorskip("tensorflow")
     run_dir = tmp_path / "run"
     train = run(["-m", "lungcnn", "train", "--arch", "reference", "--data", str(dataset_dir),
@@ -58,7 +58,9 @@ def test_a_tiny_train_and_convert_print_no_tensorflow_noise(tmp_path, dataset_di
     convert = run(["-m", "lungcnn", "convert", str(run_dir / "model.keras"),
                    "--quantize", "int8"])
     assert convert.returncode == 0, convert.stderr
-    for completed in (train, convert):
+    calibrate = run(["-m", "lungcnn", "calibrate", str(run_dir)])
+    assert calibrate.returncode == 0, calibrate.stderr
+    for completed in (train, convert, calibrate):
         noise = [line for line in completed.stderr.splitlines() if NOISE.match(line)]
         assert noise == [], noise
     assert (run_dir / "model_int8.tflite").is_file()
