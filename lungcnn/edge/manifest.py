@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +93,9 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 
 def library_versions() -> dict[str, str]:
     """Python and the installed tracked libraries (TensorFlow as "tensorflow" whichever wheel)."""
+    import platform  # these two only when writing a manifest, not on a device's start-up
+    from importlib import metadata
+
     versions = {"python": platform.python_version()}
     for name in _TRACKED_DISTRIBUTIONS:
         try:
