@@ -18,7 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lungcnn.benchmarks.loso import all_samples, held_out_records, train_convert_calibrate
+from lungcnn.benchmarks.loso import (
+    all_samples,
+    held_out_records,
+    held_out_samples,
+    train_convert_calibrate,
+)
+from lungcnn.benchmarks.tables import two_decimals as _f
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.trainer.architectures import ARCHITECTURES
 from lungcnn.trainer.config import TrainConfig
@@ -28,7 +34,6 @@ MEMBER_RECORDS = "member_records.json"
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    loso_result: Path  # a `lungcnn loso` result (benchmarks/results/NAME.json)
     out: Path  # member run directories: out/<S>+<T>/
     epochs: int  # members' epochs (the LOSO recipe's other settings are kept)
 
@@ -37,10 +42,11 @@ def pair_name(pair: tuple[str, str]) -> str:
     return "+".join(sorted(pair))
 
 
-def train_members(config: EnsembleConfig, log: Callable[[str], None] = print) -> dict:
-    """Every pair's member records, {pair name: {source: records of that source}}: read when
-    the member's run has them, else trained, converted and run."""
-    result = json.loads(config.loso_result.read_text())
+def train_members(result: dict, config: EnsembleConfig,
+                  log: Callable[[str], None] = print) -> dict:
+    """Every pair's member records for the sources of `result` (a `lungcnn loso` result),
+    {pair name: {source: records of that source}}: read when the member's run has them, else
+    trained, converted and run."""
     pairs = list(itertools.combinations(sorted(result["sources"]), 2))
     members = {pair_name(pair): _reused(config.out / pair_name(pair), log) for pair in pairs}
     missing = [pair for pair in pairs if members[pair_name(pair)] is None]
@@ -69,8 +75,7 @@ def _member(arch: str, recipe: TrainConfig, data: list[Path], root: Path, sample
     train_convert_calibrate(ARCHITECTURES[arch], recipe, data, run_dir, log)
     kept = [s for s in samples if recipe.keeps(s)]
     records = {source: held_out_records(run_dir / "model_int8.tflite", root,
-                                        [s for s in samples if s.source == source
-                                         and s.finding not in recipe.exclude_findings], kept)
+                                        held_out_samples(samples, source, recipe), kept)
                for source in pair}
     write_json_atomic(run_dir / MEMBER_RECORDS, records)
     return records
@@ -155,7 +160,3 @@ def ensemble_lines(result: dict, kept: bool) -> list[str]:
                      f"| {_f(row['all'])} | {_f(row['support_right'])} "
                      f"| {_f(row['support_wrong'])} |")
     return lines
-
-
-def _f(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"

@@ -35,7 +35,7 @@ def loso_ensemble_command(
     quiet_tensorflow()
     try:
         loso = json.loads(results.read_text())
-        members = train_members(EnsembleConfig(results, runs, epochs),
+        members = train_members(loso, EnsembleConfig(runs, epochs),
                                 log=lambda line: typer.echo(line, err=True))
     except (OSError, ValueError, KeyError, DatasetError) as error:
         fail(f"{results}: {error}")

@@ -81,8 +81,7 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
     recipe = replace(config.recipe, exclude_sources=(*config.recipe.exclude_sources, source))
     if not records_path.is_file():
         train_convert_calibrate(spec, recipe, config.data, fold_dir, log)
-    held_out = [s for s in samples if s.source == source
-                and s.finding not in recipe.exclude_findings]
+    held_out = held_out_samples(samples, source, recipe)
     kept = [s for s in samples if recipe.keeps(s)]
     fold = {
         "source": source,
@@ -93,6 +92,13 @@ def run_fold(config: LosoConfig, spec: ArchSpec, root: Path, samples: list[Sampl
     }
     write_json_atomic(records_path, fold)
     return fold
+
+
+def held_out_samples(samples: Sequence[Sample], source: str,
+                     recipe: TrainConfig) -> list[Sample]:
+    """The scans of `source` a model trained with `recipe` (which leaves it out) answers:
+    all but those of a finding the recipe leaves out."""
+    return [s for s in samples if s.source == source and s.finding not in recipe.exclude_findings]
 
 
 def held_out_records(model: Path, root: Path, held_out: Sequence[Sample],

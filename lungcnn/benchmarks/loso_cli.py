@@ -18,6 +18,7 @@ from lungcnn.benchmarks.loso_report import MAX_RIGHT_FLAGGED, loso_report
 from lungcnn.benchmarks.ensemble import ensemble_lines
 from lungcnn.benchmarks.selective import WITH_MEMBERS, WITH_SETS, helps, selective_report
 from lungcnn.benchmarks.selective_report import selective_lines, write_risk_coverage_plot
+from lungcnn.benchmarks.tables import two_decimals as _f
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.errors import NOTICE, fail
 from lungcnn.trainer.architectures import ARCHITECTURES
@@ -198,9 +199,6 @@ def _attention_lines(result: dict) -> list[str]:
             "fields the reference segmenter finds on the whole scan:", "",
             "| held out | scans | mean | median |", "|---|---|---|---|", *rows]
 
-
-def _f(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def _fail(message: str) -> None:

@@ -97,10 +97,9 @@ def _same_recipe(candidate: Path, manifest: dict, seed: int) -> bool:
 
 def _train_config(manifest: dict):
     """The run's own resolved recipe, rebuilt from its manifest."""
-    from lungcnn.trainer.config import Augmentation, TrainConfig
+    from lungcnn.trainer.config import TrainConfig
 
-    saved = dict(manifest["config"])
-    return TrainConfig(**{**saved, "augmentation": Augmentation(**saved["augmentation"])})
+    return TrainConfig.from_json(manifest["config"])
 
 
 def _summarise(runs: list[Path], config: BenchConfig, log) -> dict:

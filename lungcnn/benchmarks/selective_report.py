@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lungcnn.benchmarks.selective import gains
+from lungcnn.benchmarks.tables import two_decimals as _f
 
 
 def selective_lines(selective: dict, conformal: dict | None) -> list[str]:
@@ -119,7 +120,3 @@ def write_risk_coverage_plot(selective: dict, path: Path, title: str) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-
-
-def _f(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"

@@ -28,6 +28,11 @@ def number(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def two_decimals(value: float | None) -> str:
+    """A share or rate in the LOSO reports; "-" when there is none."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def percent(value) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 

@@ -30,6 +30,7 @@ EXIT_USAGE = 2  # nothing useful done: bad option, unusable model or data, outpu
 # not swallow an error line that the main thread prints at that moment.
 STDERR_LOCK = threading.RLock()
 
+
 class ScanError(ValueError):
     """A file that cannot be turned into a model input; the message says why in one line."""
 

@@ -228,18 +228,19 @@ class Progress:
 
     def update(self, done: int) -> None:
         if self._enabled:
-            with STDERR_LOCK:
-                self._stream.write(f"\rclassifying {done}/{self._total}")
-                self._stream.flush()
+            self._emit(f"\rclassifying {done}/{self._total}")
             self._shown = True
 
     def clear(self) -> None:
         """Erase the counter before anything else is printed to the terminal."""
         if self._shown:
-            with STDERR_LOCK:
-                self._stream.write("\r\x1b[K")
-                self._stream.flush()
+            self._emit("\r\x1b[K")
             self._shown = False
+
+    def _emit(self, text: str) -> None:
+        with STDERR_LOCK:
+            self._stream.write(text)
+            self._stream.flush()
 
 
 def _is_terminal(stream: TextIO) -> bool:

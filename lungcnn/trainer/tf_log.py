@@ -5,10 +5,10 @@ TF_CPP_MIN_LOG_LEVEL does not hold back the lines it prints on import (`WARNING:
 messages before absl::InitializeLog() ...`, `I0000 ... port.cc:153] oneDNN custom operations
 are on ...`), and tf.data, Grappler and the TFLite converter print `E0000`/`W0000` lines and
 a `fully_quantize: ...` line about things that are not failures. A new user takes them for
-errors. So the commands that use TensorFlow (train, loso, convert, segmenter, bench) call
-`quiet_tensorflow()` before importing it: absl's info and warning lines and the
-known-harmless error lines are dropped from stderr; Python tracebacks, our one-line errors
-and any other native error pass.
+errors. So the commands that use TensorFlow (train, loso, loso-ensemble, convert, calibrate,
+segmenter, bench, probe) call `quiet_tensorflow()` before importing it: absl's info and
+warning lines and the known-harmless error lines are dropped from stderr; Python tracebacks,
+our one-line errors and any other native error pass.
 """
 
 from __future__ import annotations
