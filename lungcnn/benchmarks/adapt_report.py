@@ -87,11 +87,15 @@ def trade_off(fold: dict) -> list[dict]:
 
 
 def _shares(fold: dict, which: str) -> str:
+    """The site shares meeting both goals: on the worst seed ("held_out") or by the ceiling."""
     met = [row["site_share"] for row in trade_off(fold)
-           if (row["site"][1] >= GOAL_ACCURACY and row["drop"][1] <= GOAL_MAX_DROP
-               if which == "held_out" else
-               row["ceiling_site"] >= GOAL_ACCURACY and row["ceiling_drop"] <= GOAL_MAX_DROP)]
+           if (_meets_goals(row["site"][1], row["drop"][1]) if which == "held_out"
+               else _meets_goals(row["ceiling_site"], row["ceiling_drop"]))]
     return ", ".join(str(share) for share in met)
+
+
+def _meets_goals(accuracy: float, drop: float) -> bool:
+    return accuracy >= GOAL_ACCURACY and drop <= GOAL_MAX_DROP
 
 
 def _points(drop: tuple[float, float, float]) -> str:
