@@ -53,8 +53,8 @@ def fold_outputs(model: Path, site: list[SiteScan]) -> dict:
     root = Path(training["data_dir"])
     outputs = {}
     for name, scans in (
-        ("replay", _split_scans(root, training["split"]["train"], classifier.class_names)),
-        ("val", _split_scans(root, training["split"]["val"], classifier.class_names)),
+        ("replay", split_scans(root, training["split"]["train"], classifier.class_names)),
+        ("val", split_scans(root, training["split"]["val"], classifier.class_names)),
         ("site", site),
     ):
         probabilities, features = site_outputs(classifier, scans)
@@ -62,7 +62,7 @@ def fold_outputs(model: Path, site: list[SiteScan]) -> dict:
     return outputs
 
 
-def _split_scans(root: Path, files: list[str], class_names) -> list[SiteScan]:
+def split_scans(root: Path, files: list[str], class_names) -> list[SiteScan]:
     return [SiteScan(root / rel, label_of(rel, class_names)) for rel in files]
 
 
@@ -75,11 +75,11 @@ def run_fold(outputs: dict, classes: int, settings: AdaptSettings) -> dict:
     rows, seconds = [], []
     for k in KS:
         for seed in SEEDS if k else SEEDS[:1]:
-            chosen = _draw(site_y, k, seed)
+            chosen = draw(site_y, k, seed)
             rest = np.setdiff1d(np.arange(len(site_y)), chosen)
             row = {"k": k, "seed": seed, "test_scans": len(rest),
-                   "site_before": _accuracy(site_p[rest], site_y[rest]),
-                   "val_before": _accuracy(val_p, val_y)}
+                   "site_before": accuracy(site_p[rest], site_y[rest]),
+                   "val_before": accuracy(val_p, val_y)}
             if k:
                 started = time.perf_counter()
                 head = fit_adaptation(replay_x, replay_y, site_x[chosen], site_y[chosen],
@@ -88,8 +88,8 @@ def run_fold(outputs: dict, classes: int, settings: AdaptSettings) -> dict:
                 site_after, val_after = head.probabilities(site_x[rest]), head.probabilities(val_x)
             else:
                 site_after, val_after = site_p[rest], val_p
-            row.update(site_after=_accuracy(site_after, site_y[rest]),
-                       val_after=_accuracy(val_after, val_y))
+            row.update(site_after=accuracy(site_after, site_y[rest]),
+                       val_after=accuracy(val_after, val_y))
             rows.append(row)
     return {"rows": rows, "classes": [int(c) for c in np.unique(site_y)],
             "scans": len(site_y), "val_scans": len(val_y), "replay_scans": len(replay_y),
@@ -108,19 +108,19 @@ def run_trade_off(outputs: dict, classes: int, settings: AdaptSettings) -> list[
         changed = replace(settings, site_share=share)
         row = {"site_share": share, "site_after": [], "val_after": []}
         for seed in SEEDS:
-            chosen = _draw(site_y, GOAL_K, seed)
+            chosen = draw(site_y, GOAL_K, seed)
             rest = np.setdiff1d(np.arange(len(site_y)), chosen)
             head = site_head(replay_x, replay_y, site_x[chosen], site_y[chosen], classes, changed)
-            row["site_after"].append(_accuracy(head.probabilities(site_x[rest]), site_y[rest]))
-            row["val_after"].append(_accuracy(head.probabilities(val_x), val_y))
+            row["site_after"].append(accuracy(head.probabilities(site_x[rest]), site_y[rest]))
+            row["val_after"].append(accuracy(head.probabilities(val_x), val_y))
         ceiling = site_head(replay_x, replay_y, site_x, site_y, classes, changed)
-        row.update(ceiling_site=_accuracy(ceiling.probabilities(site_x), site_y),
-                   ceiling_val=_accuracy(ceiling.probabilities(val_x), val_y))
+        row.update(ceiling_site=accuracy(ceiling.probabilities(site_x), site_y),
+                   ceiling_val=accuracy(ceiling.probabilities(val_x), val_y))
         rows.append(row)
     return rows
 
 
-def _draw(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+def draw(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """k scans of every class present, drawn with a fixed seed (all but one if fewer)."""
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:min(k, (labels == c).sum() - 1)]
@@ -128,7 +128,7 @@ def _draw(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen)).astype(int)
 
 
-def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(probabilities).argmax(axis=1) == labels).mean())
 
 

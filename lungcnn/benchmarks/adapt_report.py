@@ -89,12 +89,12 @@ def trade_off(fold: dict) -> list[dict]:
 def _shares(fold: dict, which: str) -> str:
     """The site shares meeting both goals: on the worst seed ("held_out") or by the ceiling."""
     met = [row["site_share"] for row in trade_off(fold)
-           if (_meets_goals(row["site"][1], row["drop"][1]) if which == "held_out"
-               else _meets_goals(row["ceiling_site"], row["ceiling_drop"]))]
+           if (meets_goals(row["site"][1], row["drop"][1]) if which == "held_out"
+               else meets_goals(row["ceiling_site"], row["ceiling_drop"]))]
     return ", ".join(str(share) for share in met)
 
 
-def _meets_goals(accuracy: float, drop: float) -> bool:
+def meets_goals(accuracy: float, drop: float) -> bool:
     return accuracy >= GOAL_ACCURACY and drop <= GOAL_MAX_DROP
 
 

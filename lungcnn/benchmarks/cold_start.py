@@ -11,7 +11,6 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from typing import Annotated
 import typer
 
 from lungcnn.benchmarks.machine import machine_info, regenerate_command
+from lungcnn.benchmarks.timing import alternating_rounds
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.report import NOTICE
 
@@ -47,10 +47,7 @@ def main(
                                  (("repeats", repeats, 5), ("name", name, "cold_start")))
     load_start, date = os.getloadavg(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     runs = commands(scan)
-    times: dict[str, list[float]] = {label: [] for label in runs}
-    for _ in range(repeats):
-        for label, argv in runs.items():
-            times[label].append(_wall(argv))
+    times = alternating_rounds(runs, repeats, cwd=REPO, env=ENV)
     medians = {label: statistics.median(values) for label, values in times.items()}
     result = {"name": name, "command": command, "date": date, "repeats": repeats,
               "scan": str(scan.relative_to(REPO) if scan.is_relative_to(REPO) else scan),
@@ -74,13 +71,6 @@ def _typer_version() -> str:
     code = "import typer; print(typer.__version__)"
     return subprocess.run([sys.executable, "-c", code], env=ENV, cwd=REPO, check=True,
                           capture_output=True, text=True).stdout.strip()
-
-
-def _wall(argv: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, env=ENV, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
 
 
 def top_imports(argv: list[str]) -> list[dict]:
