@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import shlex
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -174,7 +173,7 @@ def fold_limits(outputs: dict, widths: list[int], classes: int) -> dict:
     for name, columns in feature_sets(widths).items():
         chosen = with_columns(outputs, columns)
         sets[name] = {"dim": len(columns), "ceiling": ceiling(chosen, classes),
-                      "at_k": [at_k(chosen, classes, replace(AdaptSettings(), site_share=s))
+                      "at_k": [at_k(chosen, classes, AdaptSettings(site_share=s))
                                for s in SHARES]}
     gate = gate_auc(with_columns(outputs, feature_sets(widths)["classifier input"]))
     return {"classes": [int(c) for c in np.unique(outputs["site"][2])], "feature_sets": sets,
