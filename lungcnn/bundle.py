@@ -161,8 +161,9 @@ def bundle_command(
 
     Copies RUN_DIR/model_int8.tflite and its manifest to lungcnn_int8.tflite and
     lungcnn_int8.json (model_file renamed), with lungcnn_int8.replay.npz (the model's
-    features of its training scans, for edge-classify adapt), after checking the file's SHA-256 against the
-    manifest, that it is calibrated, and that it loads; the old pair is replaced only then.
+    features of its training scans, for edge-classify adapt), after checking the file's
+    SHA-256 against the manifest, that it is calibrated, and that it loads; the old pair is
+    replaced only then.
 
     Exit codes: 0 bundled; 2 missing, uncalibrated or unusable model, or unwritable folder.
     Not a medical device (lungcnn.edge.errors.NOTICE)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import shlex
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -43,20 +44,26 @@ KS = (0, 5, 10, 20, 40)
 SEEDS = (0, 1, 2, 3, 4)
 TRADE_OFF_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)  # the site's share of the fitting weight
 MODEL = "model_int8.tflite"
+PROG = "lungcnn.benchmarks.adapt"
 
 
-def fold_outputs(model: Path, site: list[SiteScan]) -> dict:
-    """The fold model's probabilities and features on its training scans (replay), its
-    validation scans (the other sources) and the held-out source's scans."""
+def fold_scans(model: Path, site: list[SiteScan]) -> tuple[Classifier, dict]:
+    """The fold model and its groups of scans: its training scans (replay), its validation
+    scans (the other sources) and the held-out source's scans."""
     classifier = Classifier(model)
     training = classifier.manifest["training"]
     root = Path(training["data_dir"])
+    return classifier, {
+        "replay": split_scans(root, training["split"]["train"], classifier.class_names),
+        "val": split_scans(root, training["split"]["val"], classifier.class_names),
+        "site": site}
+
+
+def fold_outputs(model: Path, site: list[SiteScan]) -> dict:
+    """The fold model's probabilities, features and labels on each group of `fold_scans`."""
+    classifier, groups = fold_scans(model, site)
     outputs = {}
-    for name, scans in (
-        ("replay", split_scans(root, training["split"]["train"], classifier.class_names)),
-        ("val", split_scans(root, training["split"]["val"], classifier.class_names)),
-        ("site", site),
-    ):
+    for name, scans in groups.items():
         probabilities, features = site_outputs(classifier, scans)
         outputs[name] = (probabilities, features, np.array([s.label for s in scans]))
     return outputs
@@ -64,6 +71,30 @@ def fold_outputs(model: Path, site: list[SiteScan]) -> dict:
 
 def split_scans(root: Path, files: list[str], class_names) -> list[SiteScan]:
     return [SiteScan(root / rel, label_of(rel, class_names)) for rel in files]
+
+
+def held_out_folds(runs: Path, data: list[Path], marker: str,
+                   prog: str) -> Iterator[tuple[Path, list[SiteScan]]]:
+    """Each fold run RUNS/<source>/ holding `marker` whose source has scans in `data`, with
+    those scans (linked in a temporary folder that lasts while the folds are iterated)."""
+    with tempfile.TemporaryDirectory(prefix="adapt-links-") as links:  # RUNS is only read
+        try:
+            root, samples = all_samples(data, Path(links))
+        except DatasetError as error:
+            fail(str(error), prog=prog)
+        for run in sorted(path.parent for path in runs.glob(f"*/{marker}")):
+            site = [SiteScan(root / s.rel_path, s.label) for s in samples
+                    if s.source == run.name]
+            if site:
+                typer.echo(f"fold {run.name}: {len(site)} held-out scans", err=True)
+                yield run, site
+
+
+def command_line(prog: str, runs: Path, data: list[Path], out: Path, name: str) -> str:
+    """The command that regenerates a fold benchmark's results."""
+    options = ["--runs", str(runs), *(a for path in data for a in ("--data", str(path))),
+               "--out", str(out), "--name", name]
+    return shlex.join(["python", "-m", prog, *options])
 
 
 def run_fold(outputs: dict, classes: int, settings: AdaptSettings) -> dict:
@@ -147,26 +178,15 @@ def adapt_command(
     Writes OUT/NAME.json, OUT/NAME.md, OUT/NAME.png and OUT/NAME-trade-off.png. Exit
     codes: 0 done; 2 no fold model or unreadable dataset."""
     settings = AdaptSettings()
-    with tempfile.TemporaryDirectory(prefix="adapt-links-") as links:  # RUNS is only read
-        try:
-            root, samples = all_samples(data, Path(links))
-        except DatasetError as error:
-            fail(str(error), prog="lungcnn.benchmarks.adapt")
-        folds = {}
-        for model in sorted(runs.glob(f"*/{MODEL}")):
-            source = model.parent.name
-            site = [SiteScan(root / s.rel_path, s.label) for s in samples if s.source == source]
-            if site:
-                typer.echo(f"fold {source}: {len(site)} held-out scans", err=True)
-                classes = len(Classifier(model).class_names)
-                outputs = fold_outputs(model, site)
-                folds[source] = {**run_fold(outputs, classes, settings),
-                                 "trade_off": run_trade_off(outputs, classes, settings)}
+    folds = {}
+    for run, site in held_out_folds(runs, data, MODEL, PROG):
+        outputs = fold_outputs(run / MODEL, site)
+        classes = outputs["site"][0].shape[1]  # the probabilities' width
+        folds[run.name] = {**run_fold(outputs, classes, settings),
+                           "trade_off": run_trade_off(outputs, classes, settings)}
     if not folds:
-        fail(f"{runs}: no */{MODEL} of a source in the data", prog="lungcnn.benchmarks.adapt")
-    options = ["--runs", str(runs), *(a for path in data for a in ("--data", str(path))),
-               "--out", str(out), "--name", name]
-    result = {"command": shlex.join(["python", "-m", "lungcnn.benchmarks.adapt", *options]),
+        fail(f"{runs}: no */{MODEL} of a source in the data", prog=PROG)
+    result = {"command": command_line(PROG, runs, data, out, name),
               "notice": NOTICE, "ks": KS, "seeds": SEEDS, "trade_off_shares": TRADE_OFF_SHARES,
               "settings": {"site_share": settings.site_share, "l2": settings.l2,
                            "folds": settings.folds}, "folds": folds}

@@ -21,25 +21,28 @@ Needs TensorFlow (`[train]`): the features are the Keras models', not the int8 f
 
 from __future__ import annotations
 
-import shlex
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 
-from lungcnn.benchmarks.adapt import SEEDS, accuracy, draw, split_scans
+from lungcnn.benchmarks.adapt import (
+    SEEDS,
+    accuracy,
+    command_line,
+    draw,
+    fold_scans,
+    held_out_folds,
+)
 from lungcnn.benchmarks.adapt_limits_report import markdown
 from lungcnn.benchmarks.adapt_report import GOAL_K, GOAL_MAX_DROP
-from lungcnn.benchmarks.loso import all_samples
 from lungcnn.edge.adapt import AdaptSettings, site_head
 from lungcnn.edge.api import Classifier
 from lungcnn.edge.errors import NOTICE, fail
 from lungcnn.edge.head import fit_head
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.edge.site import SiteScan
-from lungcnn.trainer.dataset import DatasetError
 
 SHARES = (0.1, 0.3, 0.5)
 CEILING_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
@@ -48,15 +51,15 @@ GATE_L2 = 1.0
 PROG = "lungcnn.benchmarks.adapt_limits"
 
 
-def pooled_relus(run: Path, scans: dict[str, list[SiteScan]]) -> dict:
-    """Per group of scans: the Keras model's probabilities, every rectified spatial output
+def pooled_relus(run: Path, classifier: Classifier, scans: dict[str, list[SiteScan]]) -> dict:
+    """Per group of scans, each prepared by `classifier`'s contract (the fold's int8 model,
+    with its segmenter): the Keras model's probabilities, every rectified spatial output
     (a ReLU layer's, or a convolution's with a ReLU activation) pooled (scans, sum of
     widths), the labels; and the widths of those outputs in order."""
     import keras
 
     from lungcnn.trainer.keras_model import load_keras
 
-    classifier = Classifier(run / "model_int8.tflite")  # the fold's contract and segmenter
     model = load_keras(run / "model.keras")
     relus = [layer.output for layer in model.layers if _rectified(layer, keras)
              and len(layer.output.shape) == 4]
@@ -195,30 +198,14 @@ def adapt_limits_command(
 
     quiet_tensorflow()
     folds = {}
-    with tempfile.TemporaryDirectory(prefix="adapt-links-") as links:
-        try:
-            root, samples = all_samples(data, Path(links))
-        except DatasetError as error:
-            fail(str(error), prog=PROG)
-        for run in sorted(p.parent for p in runs.glob("*/model.keras")):
-            site = [SiteScan(root / s.rel_path, s.label) for s in samples
-                    if s.source == run.name]
-            if not site:
-                continue
-            typer.echo(f"fold {run.name}: {len(site)} held-out scans", err=True)
-            classifier = Classifier(run / "model_int8.tflite")
-            training = classifier.manifest["training"]
-            scans = {group: split_scans(Path(training["data_dir"]), training["split"][key],
-                                        classifier.class_names)
-                     for group, key in (("replay", "train"), ("val", "val"))}
-            pooled = pooled_relus(run, {**scans, "site": site})
-            folds[run.name] = fold_limits(pooled["outputs"], pooled["widths"],
-                                          len(classifier.class_names))
+    for run, site in held_out_folds(runs, data, "model.keras", PROG):
+        classifier, scans = fold_scans(run / "model_int8.tflite", site)
+        pooled = pooled_relus(run, classifier, scans)
+        folds[run.name] = fold_limits(pooled["outputs"], pooled["widths"],
+                                      len(classifier.class_names))
     if not folds:
         fail(f"{runs}: no */model.keras of a source in the data", prog=PROG)
-    options = ["--runs", str(runs), *(a for path in data for a in ("--data", str(path))),
-               "--out", str(out), "--name", name]
-    result = {"command": shlex.join(["python", "-m", PROG, *options]), "notice": NOTICE,
+    result = {"command": command_line(PROG, runs, data, out, name), "notice": NOTICE,
               "k": GOAL_K, "seeds": SEEDS, "shares": SHARES, "ceiling_shares": CEILING_SHARES,
               "ceiling_l2": CEILING_L2, "gate_l2": GATE_L2, "folds": folds}
     write_json_atomic(out / f"{name}.json", result)

@@ -24,6 +24,7 @@ from lungcnn.benchmarks.loso import (
     held_out_samples,
     train_convert_calibrate,
 )
+from lungcnn.benchmarks.selective import members_support
 from lungcnn.benchmarks.tables import two_decimals as _f
 from lungcnn.edge.manifest import write_json_atomic
 from lungcnn.trainer.architectures import ARCHITECTURES
@@ -125,7 +126,7 @@ class _Tally:
         self.hits["answer"].append(right)
         self.hits["members"].append(_mean_label(votes) == record["label"])
         self.hits["all"].append(_mean_label([*votes, record["probabilities"]]) == record["label"])
-        self.support[right].append(sum(v[record["predicted"]] for v in votes) / len(votes))
+        self.support[right].append(members_support(record))
 
     def row(self) -> dict:
         return {**{key: _mean(values) for key, values in self.hits.items()},

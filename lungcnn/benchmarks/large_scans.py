@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, TiffImagePlugin
 
-from lungcnn.benchmarks.synthetic_dicom import encapsulated_dicom, j2k_declaring, secondary_capture
+from lungcnn.benchmarks.synthetic_dicom import (
+    encapsulated_dicom,
+    j2k_declaring,
+    secondary_capture,
+)
 from lungcnn.edge.pixels import MAX_PIXELS, largest_accepted_pixels, pillow_decode_bytes
 
 JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
@@ -131,16 +135,12 @@ def _dicom(kind: str):
 def _dicom_j2k(path: Path, pixels: int) -> None:
     """Lossless JPEG 2000, 12 bits stored."""
     from openjpeg import encode
-    from pydicom.encaps import encapsulate
 
     side = math.isqrt(pixels)
-    dataset = secondary_capture(side, side)
-    dataset.file_meta.TransferSyntaxUID = JPEG_2000_LOSSLESS
     values = _ramp(side, side, 4095).astype(np.uint16)
-    dataset.PixelData = encapsulate([encode(values, bits_stored=12,
-                                            photometric_interpretation=2)])
-    dataset["PixelData"].VR = "OB"
-    dataset.save_as(path, enforce_file_format=True)
+    codestream = encode(values, bits_stored=12, photometric_interpretation=2)
+    path.write_bytes(encapsulated_dicom(codestream, side, side, JPEG_2000_LOSSLESS,
+                                        bits_allocated=16, bits_stored=12))
 
 
 def _dicom_j2k_declaring(path: Path, pixels: int) -> None:

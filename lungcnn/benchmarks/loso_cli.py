@@ -200,6 +200,5 @@ def _attention_lines(result: dict) -> list[str]:
             "| held out | scans | mean | median |", "|---|---|---|---|", *rows]
 
 
-
 def _fail(message: str) -> None:
     fail(message)

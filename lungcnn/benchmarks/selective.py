@@ -33,6 +33,7 @@ from lungcnn.benchmarks.loso_report import (
     refused,
     share_block,
 )
+from lungcnn.edge.validate import cumulative_risk
 
 COVERAGES = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))
 
@@ -104,7 +105,7 @@ def nearest_differs(record: dict, fold: dict) -> bool:
     return record["nearest_class"] is not None and record["nearest_class"] != record["predicted"]
 
 
-def members_support(record: dict, fold: dict) -> float:
+def members_support(record: dict, fold: dict | None = None) -> float:
     """The ensemble members' mean probability of the answer's label (`benchmarks.ensemble`):
     low when the members, trained without this source and each without one more, disagree."""
     votes = [v[record["predicted"]] for v in record["member_probabilities"] if v is not None]
@@ -206,11 +207,10 @@ def risk_coverage(right: np.ndarray, score: np.ndarray) -> dict:
     """Error rate of the most trusted answers at each coverage, AURC and the best AURC."""
     if not len(right):
         return {"aurc": None, "best_aurc": None, "curve": []}
-    ordered = np.asarray(right, dtype=bool)[np.argsort(-np.asarray(score), kind="stable")]
-    risks = np.cumsum(~ordered) / np.arange(1, len(ordered) + 1)
-    best = np.cumsum(~np.sort(ordered)[::-1]) / np.arange(1, len(ordered) + 1)
+    risks = cumulative_risk(right, score)
+    best = cumulative_risk(right, np.asarray(right, dtype=float))  # every right answer first
     curve = [{"coverage": float(c),
-              "risk": float(risks[max(1, int(round(c * len(ordered)))) - 1])} for c in COVERAGES]
+              "risk": float(risks[max(1, int(round(c * len(risks)))) - 1])} for c in COVERAGES]
     return {"aurc": float(risks.mean()), "best_aurc": float(best.mean()), "curve": curve}
 
 

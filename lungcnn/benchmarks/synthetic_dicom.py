@@ -40,11 +40,15 @@ def dicom_bytes(dataset) -> bytes:
     return buffer.getvalue()
 
 
-def encapsulated_dicom(codestream: bytes, rows: int, columns: int, syntax: str) -> bytes:
-    """A DICOM file whose one compressed frame is `codestream`, whatever it declares."""
+def encapsulated_dicom(codestream: bytes, rows: int, columns: int, syntax: str, *,
+                       bits_allocated: int = 8, bits_stored: int = 8,
+                       signed: bool = False) -> bytes:
+    """A DICOM file whose one compressed frame is `codestream`, whatever it declares; the
+    header says `rows` x `columns` and the given sample layout."""
     from pydicom.encaps import encapsulate
 
-    dataset = secondary_capture(rows, columns, bits_allocated=8, bits_stored=8)
+    dataset = secondary_capture(rows, columns, bits_allocated=bits_allocated,
+                                bits_stored=bits_stored, signed=signed)
     dataset.file_meta.TransferSyntaxUID = syntax
     dataset.PixelData = encapsulate([codestream])
     dataset["PixelData"].VR = "OB"

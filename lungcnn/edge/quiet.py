@@ -48,13 +48,15 @@ decoder_warnings_silenced = _SharedQuiet()
 def drop_stderr_lines(pattern: re.Pattern[bytes]) -> None:
     """From now on, lines written to file descriptor 2 of this process (by native code or
     by Python) that `pattern` matches at their start are dropped; every other line passes,
-    in order. The first call routes fd 2 through a pipe read by a thread; at exit the
-    original stderr is restored and what is left in the pipe passed on."""
+    in order; a pattern given again is not added twice. The first call routes fd 2 through a
+    pipe read by a thread; at exit the original stderr is restored and what is left in the
+    pipe passed on."""
     global _line_filter
     if _line_filter is None:
         _line_filter = _StderrLineFilter()
         atexit.register(_line_filter.close)
-    _line_filter.patterns.append(pattern)
+    if pattern not in _line_filter.patterns:  # a command may ask again (another session)
+        _line_filter.patterns.append(pattern)
 
 
 class _StderrLineFilter:

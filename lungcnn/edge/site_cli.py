@@ -81,8 +81,8 @@ def _validate(data: Path, out: Path, model: Path | None) -> int:
     if not outcomes:
         fail(f"{data}: no scan could be read", EXIT_USAGE, PROG)
     report = {"model": classifier.model_path.name, "site": str(data),
-              "command": _command("validate", data, out, model), **site_report(outcomes, classifier.class_names),
-              "unreadable": unreadable}
+              "command": _command("validate", data, out, model),
+              **site_report(outcomes, classifier.class_names), "unreadable": unreadable}
     try:
         write_site_report(report, out)
     except OSError as error:

@@ -98,13 +98,18 @@ def _confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> list[l
     return matrix.tolist()
 
 
+def cumulative_risk(right: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The share of wrong answers among the k most trusted (highest `score` first, ties in
+    their order), for k = 1 ... n: the risk-coverage curve, whose mean is its area."""
+    ordered = np.asarray(right, dtype=bool)[np.argsort(-np.asarray(score), kind="stable")]
+    return np.cumsum(~ordered) / np.arange(1, len(ordered) + 1)
+
+
 def risk_coverage(confidence: np.ndarray, right: np.ndarray) -> dict:
     """Answers kept from the most confident down: at each coverage (share kept), the risk
     (share of the kept answers that are wrong); and the area under that curve."""
-    order = np.argsort(-confidence, kind="stable")
-    kept = np.arange(1, len(order) + 1)
-    risk = np.cumsum(~right[order]) / kept
-    coverage = kept / max(len(order), 1)
+    risk = cumulative_risk(right, confidence)
+    coverage = np.arange(1, len(risk) + 1) / max(len(risk), 1)
     return {"coverage": [round(float(c), 4) for c in coverage],
             "risk": [round(float(r), 4) for r in risk],
             "area": float(risk.mean()) if len(risk) else None}

@@ -30,14 +30,10 @@ HARMLESS = re.compile("|".join([
     _ABSL_LINE.format("E") + r"oneDNN supports DT_\w+ only on platforms with AVX-512",
     r"fully_quantize: \d+, inference_type: \d+, input_inference_type: ",
 ]).encode())
-_quiet = False
 
 
 def quiet_tensorflow() -> None:
     """TF_CPP_MIN_LOG_LEVEL=2 (unless set) and HARMLESS dropped from stderr, from now on in
     this process; call before TensorFlow is imported. Calling it again does nothing."""
-    global _quiet
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not _quiet:
-        drop_stderr_lines(HARMLESS)
-        _quiet = True
+    drop_stderr_lines(HARMLESS)

@@ -30,13 +30,9 @@ def j2k_dicom(values: np.ndarray, bits: int, signed: bool = False,
     """A lossless JPEG 2000 DICOM of `values`, `bits` per sample in the codestream and
     `bits_stored` (default the same) in the DICOM header."""
     codestream = openjpeg.encode(values, bits_stored=bits, photometric_interpretation=2)
-    data = bytearray(corpus.encapsulated_dicom(codestream, *values.shape, JPEG_2000_LOSSLESS))
-    dataset = pydicom.dcmread(io.BytesIO(bytes(data)))
-    dataset.BitsAllocated = 8 * values.dtype.itemsize
-    dataset.BitsStored = bits_stored or bits
-    dataset.HighBit = dataset.BitsStored - 1
-    dataset.PixelRepresentation = int(signed)
-    return corpus.dicom_bytes(dataset)
+    return corpus.encapsulated_dicom(codestream, *values.shape, JPEG_2000_LOSSLESS,
+                                     bits_allocated=8 * values.dtype.itemsize,
+                                     bits_stored=bits_stored or bits, signed=signed)
 
 
 def stored_values(data: bytes, levels: int) -> np.ndarray:
